@@ -1,0 +1,176 @@
+"""``MAPAgent``: the Python API. One problem in, a scored plan out.
+
+>>> from map_agent import MAPAgent
+>>> from map_agent.tasks import hanoi
+>>> result = MAPAgent(hanoi.problem(7), backend="oracle").plan()
+>>> result.solved, result.invalid_moves, len(result.actions)
+(True, 0, 5)
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from langchain_core.caches import BaseCache
+from langchain_core.language_models import BaseChatModel
+from langgraph.checkpoint.memory import InMemorySaver
+from pydantic import BaseModel, ConfigDict, Field
+
+from map_agent.config import MAPConfig, Resolved
+from map_agent.graph.build import build_graph
+from map_agent.llm import DiskPromptCache, make_chat_model
+from map_agent.modules import CallRecord, Module, build_modules
+from map_agent.search.plan import OUTCOMES, Progress, Step
+from map_agent.task import Execution, Problem, Task, get_task
+
+
+class ModuleUsage(BaseModel):
+    """What one module cost over a run."""
+
+    calls: int = 0  # module invocations
+    model_calls: int = 0  # chat-model requests, parse retries included, cache hits included
+    cache_hits: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    failures: int = 0
+    seconds: float = 0.0
+    model_seconds: float = 0.0
+
+
+class Usage(BaseModel):
+    """Per-module and total cost of a run (tokens are only those actually sent to a model: hits cost none)."""
+
+    modules: dict[str, ModuleUsage] = Field(default_factory=dict)
+    total: ModuleUsage = Field(default_factory=ModuleUsage)
+
+    @classmethod
+    def from_records(cls, records: list[CallRecord]) -> Usage:
+        usage = cls()
+        for r in records:
+            for u in (usage.modules.setdefault(r.module, ModuleUsage()), usage.total):
+                u.calls += 1
+                u.model_calls += r.calls
+                u.cache_hits += r.cache_hits
+                u.input_tokens += r.input_tokens
+                u.output_tokens += r.output_tokens
+                u.failures += int(r.failed)
+                u.seconds += r.seconds
+                u.model_seconds += r.model_seconds
+        return usage
+
+
+class PlanResult(BaseModel):
+    """A finished MAP run, scored by the environment (not by the Orchestrator)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    task: str
+    problem_id: str
+    actions: list[Any]  # the task's Action models
+    solved: bool  # the paper's "% solved": goal reached within N with zero invalid moves
+    goal_reached: bool
+    invalid_moves: int
+    status: str  # goal | budget | stuck: why planning stopped
+    outcome: str
+    subgoals: list[dict[str, Any]]
+    steps: list[Step]
+    execution: Execution
+    usage: Usage
+    failures: list[CallRecord]  # module calls that failed (unparseable replies, network errors)
+    config: Resolved
+    thread_id: str
+    wall_seconds: float
+
+    def record(self) -> dict[str, Any]:
+        """The JSON record an evaluation appends to ``records.jsonl``."""
+        data = self.model_dump(mode="json", exclude={"actions"})
+        data["plan"] = [a.model_dump(mode="json") for a in self.actions]
+        return data
+
+
+class MAPAgent:
+    """Plan one problem with MAP.
+
+    ``llm`` is any LangChain chat model; otherwise ``backend`` builds one ("local": the embedded SmolLM2,
+    "openai": any OpenAI-compatible endpoint) or selects the symbolic oracles ("oracle"). Every chat-model call
+    goes through the diskcache prompt cache (``cache``: a directory, a ``BaseCache``, ``None`` for the default
+    directory, or ``False``). ``checkpointer`` (default: in memory) makes the run inspectable and resumable by
+    ``thread_id`` through ``agent.graph``.
+    """
+
+    def __init__(self, problem: Problem, *, llm: BaseChatModel | None = None, backend: str = "local",
+                 model: str | None = None, config: MAPConfig | None = None,
+                 cache: BaseCache | str | Path | bool | None = None, checkpointer: Any = None,
+                 **backend_options: Any) -> None:
+        self.problem = problem
+        self.task: Task = get_task(problem.task)
+        config = (config or MAPConfig()).for_backend("llm" if llm is not None else backend, self.task)
+        self.config: Resolved = config.resolve(self.task, problem)
+        if llm is None and "llm" in self.config.modules.values():
+            llm = make_chat_model(backend, model, cache=_as_cache(cache), **backend_options)
+        elif llm is not None and llm.cache is None and cache is not False:
+            llm.cache = _as_cache(cache)
+        self.llm = llm
+        self.graph = build_graph(module_provider(self.llm), checkpointer=checkpointer or InMemorySaver())
+
+    def stream(self, thread_id: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Run the plan, yielding ``(node, update)`` as each module call and controller step lands."""
+        thread_id = thread_id or uuid.uuid4().hex
+        cfg = self._run_config(thread_id)
+        existing = self.graph.get_state(cfg)
+        inputs = None if existing.next else {"problem": self.problem.model_dump(mode="json"),
+                                             "config": self.config.model_dump(mode="json")}
+        for chunk in self.graph.stream(inputs, cfg, stream_mode="updates"):
+            for node, update in chunk.items():
+                yield node, update or {}
+
+    def plan(self, thread_id: str | None = None) -> PlanResult:
+        """Run (or resume, for a ``thread_id`` whose run was interrupted) and score the plan."""
+        thread_id = thread_id or uuid.uuid4().hex
+        started = time.perf_counter()
+        for _ in self.stream(thread_id):
+            pass
+        return self.result(thread_id, wall_seconds=time.perf_counter() - started)
+
+    def result(self, thread_id: str, wall_seconds: float = 0.0) -> PlanResult:
+        """Score the state a thread ended in."""
+        values = self.graph.get_state(self._run_config(thread_id)).values
+        progress = Progress.model_validate(values.get("progress") or {})
+        records = [CallRecord.model_validate(r) for r in values.get("usage") or []]
+        actions = [self.task.Action.model_validate(a) for a in progress.plan]
+        execution = self.task.execute(self.problem, actions)
+        goals = progress.goals or []
+        return PlanResult(
+            task=self.task.name, problem_id=self.problem.id, actions=actions, solved=execution.solved,
+            goal_reached=execution.goal_reached, invalid_moves=execution.n_invalid, status=progress.status,
+            outcome=OUTCOMES.get(progress.status, "interrupted"), subgoals=goals[:-1], steps=progress.steps,
+            execution=execution, usage=Usage.from_records(records), failures=[r for r in records if r.failed],
+            config=self.config, thread_id=thread_id, wall_seconds=wall_seconds,
+        )
+
+    def _run_config(self, thread_id: str) -> dict[str, Any]:
+        return {"configurable": {"thread_id": thread_id}, "recursion_limit": self.config.recursion_limit()}
+
+
+def _as_cache(cache: BaseCache | str | Path | bool | None) -> BaseCache | bool:
+    if cache is False:
+        return False
+    if isinstance(cache, BaseCache):
+        return cache
+    return DiskPromptCache(None if cache in (None, True) else cache)
+
+
+def module_provider(llm: BaseChatModel | None):
+    """Modules per (problem, config), built once: prompts are read and examples validated a single time."""
+
+    @lru_cache(maxsize=64)
+    def modules(task_name: str, problem_json: str, config_json: str) -> dict[str, Module]:
+        problem = Problem.model_validate_json(problem_json)
+        return build_modules(get_task(task_name), problem, Resolved.model_validate_json(config_json), llm)
+
+    return lambda task, problem, config: modules(task.name, problem.model_dump_json(), config.model_dump_json())

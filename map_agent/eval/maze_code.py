@@ -1,0 +1,239 @@
+"""The paper's evaluation: a model writes a value-iteration script for a maze; we run it and score the path.
+
+For each problem of a test set the model gets the paper's prompt (``prompts/maze_code/``), optionally after
+``shots`` solved training examples (the paper's prompt tuning), and replies with a script. The script runs in
+the sandbox (:mod:`map_agent.tools.sandbox`) with the contract of the paper: it binds ``maze`` (a copy of the
+problem's maze) and ``value_iteration``, and we evaluate ``value_iteration(maze)`` to get the value matrix.
+
+Metrics (per problem, averaged in ``summary.json``):
+
+* **code execution success** -- the script and the call ran without an error, within the limits, and returned
+  a numeric matrix of the maze's shape;
+* **solution accuracy** -- the greedy path on that matrix (:func:`map_agent.tools.maze.greedy_path`) reaches
+  the goal in the optimal number of moves using only legal moves of the problem's action set. Ties: greedy
+  moves between cells of equal value are broken by the action order of the set, and any shortest path counts
+  as correct; when the shortest path is unique this is exactly the paper's "identical to the path of the human
+  code". ``paper_match`` also records the paper's literal criterion: the path equals the reference solver's
+  greedy path.
+
+Runs are append-only and resumable: ``records.jsonl`` gets one line per finished problem and ids already there
+are skipped; ``summary.json`` is rewritten from all records at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from pydantic import BaseModel
+
+from map_agent.tasks.maze.data import (
+    DEFAULT_SEED,
+    TEST_SETS,
+    MazeProblem,
+    load_test_set,
+    reference_script,
+    system_prompt,
+    training_problems,
+    user_prompt,
+)
+from map_agent.tools.maze import Maze, Position, greedy_path, solve_maze
+from map_agent.tools.sandbox import SandboxLimits, run_script
+
+EPILOGUE = "__result__ = {'maze': maze, 'values': value_iteration(maze)}"
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)```", re.DOTALL)
+
+
+class CodeScore(BaseModel):
+    """The verdict on one script."""
+
+    executed: bool
+    accurate: bool
+    paper_match: bool
+    status: str
+    error: str = ""
+    maze_copied: bool | None = None
+    path: list[Position] = []
+    path_length: int | None = None
+    optimal_length: int
+    seconds: float = 0.0
+
+
+def extract_code(reply: str) -> str:
+    """The script in a reply: the fenced block defining ``value_iteration``, else the longest, else all."""
+    blocks = [body for _, body in _FENCE.findall(reply)]
+    if not blocks:
+        return reply.strip()
+    defining = [b for b in blocks if "def value_iteration" in b]
+    return max(defining or blocks, key=len).strip()
+
+
+def _value_matrix(raw: Any, maze: Maze) -> np.ndarray:
+    """The script's values as a ``height x width`` float matrix; raises ValueError naming what is wrong."""
+    if isinstance(raw, dict) and "__pairs__" in raw:  # a dict keyed by (row, col)
+        matrix = np.full((maze.height, maze.width), -np.inf)
+        for key, value in raw["__pairs__"]:
+            if not (isinstance(key, list) and len(key) == 2 and maze.inside((key[0], key[1]))):
+                raise ValueError(f"value dict key {key!r} is not a (row, col) of the maze")
+            matrix[key[0], key[1]] = float(value)
+        return matrix
+    try:
+        matrix = np.asarray(raw, dtype=float)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"value_iteration(maze) did not return a numeric matrix: {e}") from None
+    if matrix.shape != (maze.height, maze.width):
+        raise ValueError(f"value matrix has shape {matrix.shape}, the maze is {(maze.height, maze.width)}")
+    return matrix
+
+
+def score_script(code: str, problem: MazeProblem, limits: SandboxLimits | None = None) -> CodeScore:
+    """Run one script in the sandbox and score execution and path accuracy against ``problem``."""
+    maze = problem.maze
+    actions = problem.config.actions
+    run = run_script(code, EPILOGUE, limits)
+    base = {"optimal_length": problem.optimal_length, "seconds": run.seconds}
+    if not run.ok:
+        return CodeScore(executed=False, accurate=False, paper_match=False, status=run.status,
+                         error=run.error, **base)
+    result = run.result if isinstance(run.result, dict) else {}
+    try:
+        values = _value_matrix(result.get("values"), maze)
+    except ValueError as e:
+        return CodeScore(executed=False, accurate=False, paper_match=False, status="bad_output", error=str(e),
+                         **base)
+    path = greedy_path(values, maze, actions)
+    accurate = path[-1] == maze.goal and len(path) - 1 == problem.optimal_length
+    reference = greedy_path(solve_maze(maze, actions, problem.config.reward).values, maze, actions)
+    copied = result.get("maze") == problem.grid
+    return CodeScore(executed=True, accurate=accurate, paper_match=path == reference, status="ok",
+                     error="" if accurate else _path_error(path, maze, problem.optimal_length),
+                     maze_copied=copied, path=path, path_length=len(path) - 1, **base)
+
+
+def _path_error(path: list[Position], maze: Maze, optimal: int) -> str:
+    if path[-1] != maze.goal:
+        return f"the greedy path stops at {path[-1]} after {len(path) - 1} moves without reaching the goal"
+    return f"the greedy path reaches the goal in {len(path) - 1} moves; the optimum is {optimal}"
+
+
+def messages_for(problem: MazeProblem, shots: Sequence[MazeProblem] = ()) -> list[BaseMessage]:
+    """System contract, then ``shots`` solved examples as earlier turns, then the problem."""
+    messages: list[BaseMessage] = [SystemMessage(system_prompt())]
+    for shot in shots:
+        messages += [HumanMessage(user_prompt(shot)), AIMessage(f"```python\n{reference_script(shot)}```")]
+    return [*messages, HumanMessage(user_prompt(problem))]
+
+
+def _done_ids(records: Path) -> set[str]:
+    done: set[str] = set()
+    if records.exists():
+        for line in records.read_text(encoding="utf-8").splitlines():
+            try:
+                done.add(json.loads(line)["id"])
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue  # a line cut short by an interrupted run: that problem is redone
+    return done
+
+
+def evaluate(llm: BaseChatModel, problems: Sequence[MazeProblem], out: Path | str, *, shots: int = 0,
+             seed: int = DEFAULT_SEED, limits: SandboxLimits | None = None,
+             meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Ask ``llm`` for a script per problem, score it, append to ``out/records.jsonl``; returns the summary.
+
+    A problem whose model call fails (network, quota) gets no record, so the next run retries it.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    records = out / "records.jsonl"
+    done = _done_ids(records)
+    examples = training_problems(max(shots, 1), seed)[:shots]
+    failures: dict[str, str] = {}
+    for problem in problems:
+        if problem.id in done:
+            continue
+        started = time.perf_counter()
+        try:
+            reply = llm.invoke(messages_for(problem, examples))
+        except Exception as e:  # the model's failure is this problem's, never the run's
+            failures[problem.id] = f"{type(e).__name__}: {e}"[:500]
+            print(f"maze-code: {problem.id}: model call failed: {failures[problem.id]}", file=sys.stderr)
+            continue
+        text = reply.content if isinstance(reply.content, str) else str(reply.content)
+        score = score_script(extract_code(text), problem, limits)
+        usage = reply.usage_metadata or {}
+        record = {"id": problem.id, "test_set": problem.test_set, "config": problem.config.name,
+                  **score.model_dump(mode="json"), "reply": text,
+                  "input_tokens": usage.get("input_tokens", 0),
+                  "output_tokens": usage.get("output_tokens", 0),
+                  "total_seconds": time.perf_counter() - started}
+        with records.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    summary = summarise(records, [p.id for p in problems], meta or {})
+    summary["model_failures"] = failures
+    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return summary
+
+
+def summarise(records: Path, ids: Sequence[str], meta: dict[str, Any]) -> dict[str, Any]:
+    """Rates over the records of ``ids`` (the last record of an id wins)."""
+    wanted = set(ids)
+    latest: dict[str, dict] = {}
+    if records.exists():
+        for line in records.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if rec.get("id") in wanted:
+                latest[rec["id"]] = rec
+    rows = list(latest.values())
+    n = len(rows)
+
+    def rate(key: str) -> float | None:
+        return sum(bool(r[key]) for r in rows) / n if n else None
+
+    return {**meta, "problems": len(wanted), "scored": n, "code_execution_success": rate("executed"),
+            "solution_accuracy": rate("accurate"), "paper_path_match": rate("paper_match"),
+            "maze_copied": rate("maze_copied"), "status": dict(Counter(r["status"] for r in rows)),
+            "input_tokens": sum(r.get("input_tokens", 0) for r in rows),
+            "output_tokens": sum(r.get("output_tokens", 0) for r in rows)}
+
+
+def cli_main(argv: list[str]) -> int:
+    """``map-agent eval maze-code --test-set K [--backend B] [--model M] [--limit N] [--out DIR]``."""
+    parser = argparse.ArgumentParser(prog="map-agent eval maze-code",
+                                     description="Score model-written value-iteration scripts on mazes.")
+    parser.add_argument("--test-set", type=int, choices=TEST_SETS, required=True)
+    parser.add_argument("--backend", default="openai", help="chat-model backend (map_agent.llm.BACKENDS)")
+    parser.add_argument("--model", default=None, help="model name or path for the backend")
+    parser.add_argument("--limit", type=int, default=None, help="first N problems only")
+    parser.add_argument("--out", default=None, help="run folder (default runs/maze-code-test<K>-<model>)")
+    parser.add_argument("--shots", type=int, default=0, help="solved training examples before the problem")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="data seed (test and training mazes)")
+    parser.add_argument("--max-tokens", type=int, default=2048, help="longest reply (a script needs ~1000)")
+    parser.add_argument("--timeout", type=float, default=20.0, help="wall-clock seconds per script")
+    args = parser.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        parser.error("--limit must be at least 1")
+    from map_agent.llm import make_chat_model
+
+    llm = make_chat_model(args.backend, args.model, max_tokens=args.max_tokens)
+    problems = load_test_set(args.test_set, args.seed)[: args.limit]
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(args.model or args.backend))
+    out = Path(args.out or f"runs/maze-code-test{args.test_set}-{name}")
+    meta = {"test_set": args.test_set, "backend": args.backend, "model": args.model, "shots": args.shots,
+            "seed": args.seed}
+    limits = SandboxLimits(wall_s=args.timeout, cpu_s=max(1, int(args.timeout)))
+    summary = evaluate(llm, problems, out, shots=args.shots, seed=args.seed, limits=limits, meta=meta)
+    print(json.dumps({k: v for k, v in summary.items() if k != "model_failures"}, indent=2))
+    return 0

@@ -1,0 +1,116 @@
+"""The prompt cache: a LangChain ``BaseCache`` on diskcache, so every chat model gets it the same way.
+
+Reruns of an experiment are free and an interrupted run resumes without paying again. The key is canonical and
+complete -- model, parameters, messages and sample index (the Actor's resamples carry ``seed=<index>``, so they
+do not collapse onto one entry) -- and never contains a secret or an endpoint: the same model behind another URL
+or key hits the same entry. A hit is marked in the returned message's ``response_metadata`` so callers can count
+hits and charge them no tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import diskcache
+from langchain_core.caches import BaseCache
+from langchain_core.messages import message_to_dict, messages_from_dict
+from langchain_core.outputs import ChatGeneration, Generation
+from platformdirs import user_cache_dir
+
+#: response_metadata key set on messages served from the cache
+CACHE_HIT = "map_agent_cache_hit"
+
+# Keys that identify where or as whom a model is reached, not what it computes.
+_NOT_IN_KEY = re.compile(r"(api_key|api_base|base_url|organization|headers|proxy|http_client|timeout|"
+                         r"max_retries|model_path)$", re.IGNORECASE)
+
+
+def default_cache_dir() -> Path:
+    """``$MAP_AGENT_CACHE_DIR``, else ``<user cache dir>/map-agent/prompts`` (``~/.cache`` on Linux)."""
+    return Path(os.environ.get("MAP_AGENT_CACHE_DIR") or Path(user_cache_dir("map-agent")) / "prompts")
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, dict):
+        if value.get("type") == "secret":
+            return "<secret>"
+        return {k: _scrub(v) for k, v in value.items() if not _NOT_IN_KEY.search(str(k))}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def canonical_llm_string(llm_string: str) -> str:
+    """Drop secrets and endpoints from LangChain's ``llm_string``.
+
+    Serialisable models give ``<json>---<sorted params>``; others give ``str(sorted(params.items()))``. For the
+    latter the file name of a local model stays in the key but not the directory it was installed in.
+    """
+    head, sep, params = llm_string.partition("---")
+    try:
+        head = json.dumps(_scrub(json.loads(head)), sort_keys=True)
+    except json.JSONDecodeError:
+        head = re.sub(r"('model_path', ')[^']*/([^'/]+')", r"\1\2", head)
+        head = re.sub(r"\('(api_key|base_url|openai_api_base|openai_api_key)', [^)]*\), ", "", head)
+    return head + sep + params
+
+
+def cache_key(prompt: str, llm_string: str) -> str:
+    digest = hashlib.sha256()
+    digest.update(canonical_llm_string(llm_string).encode())
+    digest.update(b"\0")
+    digest.update(prompt.encode())
+    return digest.hexdigest()
+
+
+class DiskPromptCache(BaseCache):
+    """A persistent, process-safe prompt cache (diskcache uses SQLite, so parallel runs can share it).
+
+    >>> from langchain_core.language_models.fake_chat_models import FakeListChatModel
+    >>> import tempfile
+    >>> cache = DiskPromptCache(tempfile.mkdtemp())
+    >>> model = FakeListChatModel(responses=["first", "second"], cache=cache)
+    >>> model.invoke("hi").content, model.invoke("hi").content
+    ('first', 'first')
+    """
+
+    def __init__(self, directory: str | Path | None = None, size_limit: int = 2**32) -> None:
+        self.directory = Path(directory) if directory else default_cache_dir()
+        self._cache = diskcache.Cache(str(self.directory), size_limit=size_limit)
+
+    def lookup(self, prompt: str, llm_string: str) -> Sequence[Generation] | None:
+        raw = self._cache.get(cache_key(prompt, llm_string))
+        if raw is None:
+            return None
+        generations: list[Generation] = []
+        for item in json.loads(raw):
+            if "message" in item:
+                (message,) = messages_from_dict([item["message"]])
+                message.response_metadata = {**message.response_metadata, CACHE_HIT: True}
+                generations.append(ChatGeneration(message=message, generation_info=item.get("info")))
+            else:
+                generations.append(Generation(text=item["text"], generation_info=item.get("info")))
+        return generations
+
+    def update(self, prompt: str, llm_string: str, return_val: Sequence[Generation]) -> None:
+        items = [
+            {"message": message_to_dict(g.message), "info": g.generation_info} if isinstance(g, ChatGeneration)
+            else {"text": g.text, "info": g.generation_info}
+            for g in return_val
+        ]
+        self._cache.set(cache_key(prompt, llm_string), json.dumps(items))
+
+    def clear(self, **kwargs: Any) -> None:
+        self._cache.clear()
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def close(self) -> None:
+        self._cache.close()

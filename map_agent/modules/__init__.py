@@ -1,0 +1,48 @@
+"""The six MAP modules, each a typed callable in an LLM and an oracle variant.
+
+``build_modules`` binds them to a task, a problem and a configuration: per module an ``LLMModule`` on the chat
+model, the symbolic oracle, or nothing ("off").
+"""
+
+from __future__ import annotations
+
+from langchain_core.language_models import BaseChatModel
+
+from map_agent.config import Resolved
+from map_agent.modules.actor import Actor, OracleActor
+from map_agent.modules.base import CallRecord, LLMModule, Module, ModuleResult
+from map_agent.modules.evaluator import Evaluator, OracleEvaluator
+from map_agent.modules.monitor import Monitor, OracleMonitor
+from map_agent.modules.oracle import OracleChatModel, OracleModule
+from map_agent.modules.orchestrator import OracleOrchestrator, Orchestrator
+from map_agent.modules.predictor import OraclePredictor, Predictor
+from map_agent.modules.task_decomposer import OracleTaskDecomposer, TaskDecomposer
+from map_agent.task import Problem, Task
+
+LLM_MODULES: dict[str, type[LLMModule]] = {
+    m.name: m for m in (TaskDecomposer, Actor, Monitor, Predictor, Evaluator, Orchestrator)
+}
+ORACLES: dict[str, type[OracleModule]] = {
+    m.name: m for m in (OracleTaskDecomposer, OracleActor, OracleMonitor, OraclePredictor, OracleEvaluator,
+                        OracleOrchestrator)
+}
+
+
+def build_modules(task: Task, problem: Problem, config: Resolved,
+                  llm: BaseChatModel | None) -> dict[str, Module]:
+    """The modules a run uses, by name; modules that are "off" are absent."""
+    modules: dict[str, Module] = {}
+    for name, impl in config.modules.items():
+        if impl == "oracle":
+            modules[name] = ORACLES[name](task, problem)
+        elif impl == "llm":
+            if llm is None:
+                raise ValueError(f"modules.{name} is 'llm' but no chat model was given")
+            temperature = config.actor_temperature if name == "Actor" else 0.0
+            modules[name] = LLM_MODULES[name](task, problem, llm, parse_retries=config.parse_retries,
+                                              temperature=temperature, examples=config.examples)
+    return modules
+
+
+__all__ = ["LLM_MODULES", "ORACLES", "CallRecord", "LLMModule", "Module", "ModuleResult", "OracleChatModel",
+           "OracleModule", "build_modules"]

@@ -1,0 +1,33 @@
+"""TaskDecomposer (aPFC): from the start state and the goal, the subgoals S_Z pursued in order (eq. 3)."""
+
+from __future__ import annotations
+
+from map_agent.modules.base import LLMModule
+from map_agent.modules.oracle import OracleModule
+from map_agent.modules.schemas import TaskDecomposerInput
+from map_agent.task import shortest_path
+
+
+class TaskDecomposer(LLMModule):
+    name = "TaskDecomposer"
+    stem = "task_decomposer"
+    request = "Give {n_subgoals} subgoal(s) on the way from the start state to the goal."
+
+    def fields(self, inp: TaskDecomposerInput) -> list[tuple[str, str]]:
+        return [("Start state", self.task.render_state(inp.state)), ("Goal", self.task.render_goal(inp.goal))]
+
+
+class OracleTaskDecomposer(OracleModule):
+    """States evenly spaced along an optimal path: the subgoals a perfect decomposer could set."""
+
+    name = "TaskDecomposer"
+
+    def compute(self, inp: TaskDecomposerInput):
+        path = shortest_path(self.task, inp.state, inp.goal, self.problem)
+        states = path.states[1:-1]
+        k = inp.n_subgoals
+        picks = sorted({round(len(path.actions) * (i + 1) / (k + 1)) - 1 for i in range(k)} - {-1})
+        subgoals = [self.task.as_goal(self.task.State.model_validate(states[i])) for i in picks if i < len(states)]
+        return self.output_model(reasoning=f"{len(subgoals)} state(s) evenly spaced on an optimal "
+                                           f"{len(path.actions)}-action path",
+                                 subgoals=subgoals or [inp.goal])

@@ -1,0 +1,168 @@
+"""The paper's three algorithms as demand-driven functions (see ``memo``): ProposeAction (Algorithm 1), Search
+(Algorithm 2) and the MAP plan loop (Algorithm 3).
+
+Each function returns ``None`` while a module result it needs is missing (the job is queued in ``ctx``);
+otherwise its answer. They never call a module themselves, so the same code runs under LangGraph (jobs become
+``Send``s) and is testable with hand-filled tables.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pydantic import BaseModel
+
+from map_agent.modules.schemas import (ActorInput, EvaluatorInput, MonitorInput, OrchestratorInput,
+                                       PredictorInput, TaskDecomposerInput)
+from map_agent.search.memo import Ctx, key
+
+
+class Branch(BaseModel):
+    """A first-layer candidate: the action, the state the Predictor expects, and its backed-up value."""
+
+    action: dict[str, Any]
+    predicted: dict[str, Any]
+    value: float
+    reached_goal: bool = False
+
+
+class Choice(BaseModel):
+    """What Search decided at one step (``chosen`` is None when no valid action was proposed)."""
+
+    chosen: Branch | None
+    branches: list[Branch]
+
+
+def propose_action(ctx: Ctx, state: BaseModel, goal: BaseModel) -> list[BaseModel] | None:
+    """Algorithm 1: the Actor proposes B actions, the Monitor gates each; rejected ones are fed back as
+    feedback for a new Actor round, up to ``monitor_retries`` extra rounds. Returns the valid actions (up to B,
+    possibly none), deduplicated in proposal order."""
+    task, cfg = ctx.task, ctx.config
+    valid: list[BaseModel] = []
+    feedback: list[str] = []
+    for round_ in range(1 + cfg.monitor_retries):
+        inp = ActorInput(state=state, goal=goal, n_actions=cfg.branches, feedback=tuple(feedback),
+                         sample=cfg.actor_sample(round_))
+        proposal = ctx.get("Actor", key(state, goal, round_), inp)
+        if proposal is None:
+            return None
+        pending = False
+        for raw in proposal.get("actions") or []:
+            action = task.Action.model_validate(raw)
+            if action in valid:
+                continue
+            if not ctx.on("Monitor"):
+                valid.append(action)
+                continue
+            verdict = ctx.get("Monitor", key(state, action), MonitorInput(state=state, action=action))
+            if verdict is None:
+                pending = True
+            elif verdict.get("valid"):
+                valid.append(action)
+            else:
+                note = f"'{task.render_action(action)}' is invalid: {verdict.get('feedback') or verdict.get('error')}"
+                if note not in feedback:
+                    feedback.append(note)
+        if pending:
+            return None
+        if len(valid) >= cfg.branches:
+            break
+    return valid[: cfg.branches]
+
+
+def predict(ctx: Ctx, state: BaseModel, action: BaseModel) -> BaseModel | None | bool:
+    """The Predictor's next state; with the Predictor off the task's transition gives it (the action names the
+    next state). ``False`` marks a failed prediction: that branch is dropped."""
+    task = ctx.task
+    if not ctx.on("Predictor"):
+        try:
+            return task.apply(state, action, ctx.problem)
+        except (ValueError, KeyError, IndexError):
+            return state
+    out = ctx.get("Predictor", key(state, action), PredictorInput(state=state, action=action))
+    if out is None:
+        return None
+    if out.get("next_state") is None:
+        return False
+    return task.State.model_validate(out["next_state"])
+
+
+def achieved(ctx: Ctx, state: BaseModel, goal: BaseModel) -> bool | None:
+    """The Orchestrator's verdict (a failed call counts as "not yet"); with it off, never."""
+    if not ctx.on("Orchestrator"):
+        return False
+    out = ctx.get("Orchestrator", key(state, goal), OrchestratorInput(state=state, goal=goal))
+    return None if out is None else bool(out.get("achieved"))
+
+
+def evaluate(ctx: Ctx, state: BaseModel, goal: BaseModel) -> float | None:
+    """The Evaluator's estimate of actions still needed (a failed call scores as unreachable)."""
+    out = ctx.get("Evaluator", key(state, goal), EvaluatorInput(state=state, goal=goal))
+    if out is None:
+        return None
+    steps = out.get("steps_to_goal")
+    return math.inf if steps is None else float(steps)
+
+
+def search(ctx: Ctx, state: BaseModel, goal: BaseModel, depth: int = 1) -> Choice | None:
+    """Algorithm 2: expand B branches to L layers; leaves are valued by the Evaluator as
+    ``depth + estimated steps``, values back up by minimum, and the first action of the best branch wins. If the
+    Orchestrator finds a predicted state that achieves the goal, search stops there (early termination).
+    Without search (B = 1) the single valid proposal is taken as is."""
+    cfg = ctx.config
+    actions = propose_action(ctx, state, goal)
+    if actions is None:
+        return None
+    children: list[tuple[BaseModel, BaseModel]] = []
+    pending = False
+    for action in actions:
+        nxt = predict(ctx, state, action)
+        if nxt is None:
+            pending = True
+        elif nxt is not False:
+            children.append((action, nxt))  # type: ignore[arg-type]
+    if pending:
+        return None
+    done = [achieved(ctx, nxt, goal) for _, nxt in children]
+    if any(d is None for d in done):
+        return None
+    branches = [Branch(action=a.model_dump(mode="json"), predicted=s.model_dump(mode="json"), value=depth,
+                       reached_goal=True) for (a, s), d in zip(children, done) if d]
+    if branches:
+        return Choice(chosen=branches[0], branches=branches)
+    if not cfg.search:
+        branches = [Branch(action=a.model_dump(mode="json"), predicted=s.model_dump(mode="json"), value=math.nan)
+                    for a, s in children]
+        return Choice(chosen=branches[0] if branches else None, branches=branches)
+    values: list[float | None] = []
+    for _, nxt in children:
+        value: float | None = None
+        if depth < cfg.layers:
+            sub = search(ctx, nxt, goal, depth + 1)
+            if sub is not None:
+                value = sub.chosen.value if sub.chosen else None
+                if sub.chosen is None:  # a dead end below: value the state itself
+                    est = evaluate(ctx, nxt, goal)
+                    value = None if est is None else depth + est
+        else:
+            est = evaluate(ctx, nxt, goal)
+            value = None if est is None else depth + est
+        values.append(value)
+    if any(v is None for v in values):
+        return None
+    branches = [Branch(action=a.model_dump(mode="json"), predicted=s.model_dump(mode="json"), value=v)
+                for (a, s), v in zip(children, values)]
+    best = min(branches, key=lambda b: b.value) if branches else None
+    return Choice(chosen=best, branches=branches)
+
+
+def decompose(ctx: Ctx, start: BaseModel, goal: BaseModel) -> list[BaseModel] | None:
+    """The TaskDecomposer's subgoals (none when it is off or its reply failed)."""
+    if not ctx.on("TaskDecomposer"):
+        return []
+    inp = TaskDecomposerInput(state=start, goal=goal, n_subgoals=ctx.config.n_subgoals)
+    out = ctx.get("TaskDecomposer", key(start, goal, ctx.config.n_subgoals), inp)
+    if out is None:
+        return None
+    return [ctx.task.Goal.model_validate(g) for g in (out.get("subgoals") or [])][: ctx.config.n_subgoals]

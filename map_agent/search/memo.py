@@ -1,0 +1,67 @@
+"""The search's memory: module results keyed by what they were asked, and the jobs still missing.
+
+MAP's algorithms are written here as *demand-driven* functions over memo tables: each one reads the module
+results it needs and, for every result that is missing, records a ``Job`` instead of calling the module. One
+pass over the tree therefore yields every module call that can run now -- the B branches of a layer fan out
+together (LangGraph ``Send``) -- and the next pass picks up where the results landed. The tables only grow, which
+is also the paper's reuse of predicted subtrees: the actions and states predicted at depth 2 are found again
+when the search restarts from the chosen child.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from map_agent.config import Resolved
+from map_agent.task import Problem, Task, canonical
+
+#: graph-state fields holding module results: table name -> module that fills it
+TABLES = {
+    "subgoals": "TaskDecomposer",
+    "proposals": "Actor",
+    "verdicts": "Monitor",
+    "predictions": "Predictor",
+    "values": "Evaluator",
+    "achieved": "Orchestrator",
+}
+TABLE_OF = {module: table for table, module in TABLES.items()}
+
+
+def key(*parts: BaseModel | str | int) -> str:
+    """A short stable key for a tuple of values (states, goals, actions, round numbers)."""
+    text = "|".join(p if isinstance(p, str) else str(p) if isinstance(p, int) else canonical(p) for p in parts)
+    return hashlib.sha1(text.encode()).hexdigest()[:20]
+
+
+class Job(BaseModel):
+    """One module call that the algorithm is waiting for; its result lands in ``tables[TABLE_OF[module]][key]``."""
+
+    module: str
+    key: str
+    input: dict[str, Any]
+
+
+@dataclass
+class Ctx:
+    """A read-only view of the tables plus the jobs discovered during one pass."""
+
+    task: Task
+    problem: Problem
+    config: Resolved
+    tables: dict[str, dict[str, Any]]
+    jobs: dict[str, Job] = field(default_factory=dict)
+
+    def get(self, module: str, k: str, inp: BaseModel) -> Any | None:
+        """The stored result of ``module`` for key ``k``, or ``None`` after queuing the job that computes it."""
+        table = self.tables.get(TABLE_OF[module], {})
+        if k in table:
+            return table[k]
+        self.jobs.setdefault(f"{module}:{k}", Job(module=module, key=k, input=inp.model_dump(mode="json")))
+        return None
+
+    def on(self, module: str) -> bool:
+        return self.config.modules[module] != "off"

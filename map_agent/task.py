@@ -1,0 +1,275 @@
+"""The declared interface between MAP and a task.
+
+A task owns its ground truth (pyperplan's ``Task``: goal test and successors, here also legality with a reason
+and distance to goal). That is what makes oracle modules, honest scoring and module diagnostics possible, and it
+is the only thing the core knows about a task: the core never branches on a task's name.
+
+A task is generic over three pydantic types:
+
+* ``State``  -- a full state of the environment (what the Predictor predicts);
+* ``Action`` -- one action (what the Actor proposes and the Monitor judges);
+* ``Goal``   -- a (sub)goal; often the same type as ``State``, but partial goals (PDDL goal facts) differ.
+
+Everything crossing the task boundary is a pydantic model, so it serialises into graph state, checkpoints and
+JSONL records, and its JSON schema constrains the local model's decoding.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable, Iterable
+from functools import cache
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+S = TypeVar("S", bound=BaseModel)
+A = TypeVar("A", bound=BaseModel)
+G = TypeVar("G", bound=BaseModel)
+
+#: Names of the six MAP modules, in the paper's order.
+MODULES = ("TaskDecomposer", "Actor", "Monitor", "Predictor", "Evaluator", "Orchestrator")
+
+
+class InvalidProblem(ValueError):
+    """A problem or data file that does not describe a valid instance; the message names file, field, problem."""
+
+
+class Problem(BaseModel):
+    """One instance of a task: a start state, a goal and the action budget N."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task: str
+    id: str
+    start: dict[str, Any] = Field(description="the start state, as the task's State model dumps it")
+    goal: dict[str, Any] = Field(description="the final goal, as the task's Goal model dumps it")
+    max_actions: int = Field(gt=0, description="N: the plan may hold at most this many actions")
+    optimal_length: int | None = Field(default=None, ge=0, description="length of an optimal plan, if known")
+    info: dict[str, Any] = Field(default_factory=dict, description="task-specific extras (graph text, split)")
+
+
+class Verdict(BaseModel):
+    """The ground truth on one action in one state: legal or not, and why not."""
+
+    model_config = ConfigDict(frozen=True)
+
+    valid: bool
+    reason: str = ""
+
+
+def canonical(model: BaseModel) -> str:
+    """A stable string key for a pydantic value: memo tables in the search and cache keys use it."""
+    return json.dumps(model.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+
+class Task(ABC, Generic[S, A, G]):
+    """A planning task: its types, its ground truth, its data and how it reads in a prompt.
+
+    Subclasses set the class variables and implement the abstract methods. ``prompt_dir`` is where the module
+    prompts live (``prompts/<name>/<module>.md`` plus ``<module>.examples.json``).
+    """
+
+    name: ClassVar[str]
+    State: ClassVar[type[BaseModel]]
+    Action: ClassVar[type[BaseModel]]
+    Goal: ClassVar[type[BaseModel]]
+    #: modules this task runs by default, following the paper's per-task setup; others are "off"
+    default_modules: ClassVar[dict[str, str]] = {m: "llm" for m in MODULES}
+    #: search defaults for the task (the paper's B=2, L=2 unless it says otherwise)
+    default_search: ClassVar[bool] = True
+    default_subgoals: ClassVar[int] = 1
+
+    # -- data --------------------------------------------------------------------------------------------
+    @abstractmethod
+    def splits(self) -> dict[str, str]:
+        """Names of the evaluation splits with a one-line description each."""
+
+    @abstractmethod
+    def problems(self, split: str) -> list[Problem]:
+        """The problems of a split, in the data's order; raises ``InvalidProblem`` on malformed data."""
+
+    def problem(self, problem_id: str | int, split: str | None = None) -> Problem:
+        """Look one problem up by id across the splits (or within ``split``)."""
+        for name in [split] if split else list(self.splits()):
+            for p in self.problems(name):
+                if p.id == str(problem_id):
+                    return p
+        raise KeyError(f"{self.name}: no problem with id {problem_id!r}")
+
+    # -- typed views ---------------------------------------------------------------------------------------
+    def start(self, problem: Problem) -> S:
+        return self.State.model_validate(problem.start)  # type: ignore[return-value]
+
+    def goal(self, problem: Problem) -> G:
+        return self.Goal.model_validate(problem.goal)  # type: ignore[return-value]
+
+    # -- ground truth ------------------------------------------------------------------------------------------
+    @abstractmethod
+    def check(self, state: S, action: A, problem: Problem) -> Verdict:
+        """Whether the environment accepts ``action`` in ``state``; the reason names the broken rule."""
+
+    @abstractmethod
+    def apply(self, state: S, action: A, problem: Problem) -> S:
+        """The successor of a valid action (callers check validity first)."""
+
+    @abstractmethod
+    def legal_actions(self, state: S, problem: Problem) -> list[A]:
+        """Every action the environment accepts in ``state``, in a deterministic order."""
+
+    @abstractmethod
+    def satisfies(self, state: S, goal: G, problem: Problem) -> bool:
+        """Goal test: does ``state`` achieve ``goal`` (a subgoal or the final goal)?"""
+
+    def distance(self, state: S, goal: G, problem: Problem) -> float:
+        """Fewest actions from ``state`` to any state satisfying ``goal``; ``inf`` if unreachable.
+
+        The default is breadth-first search over ``legal_actions``/``apply``; tasks with large state spaces
+        override it with a planner or a closed form.
+        """
+        return shortest_path(self, state, goal, problem).distance
+
+    def as_goal(self, state: S) -> G:
+        """A full state used as a (sub)goal: the oracle TaskDecomposer's subgoals are states on an optimal path."""
+        return self.Goal.model_validate(state.model_dump())  # type: ignore[return-value]
+
+    # -- how it reads in a prompt ------------------------------------------------------------------------------
+    @abstractmethod
+    def describe(self, problem: Problem) -> str:
+        """The environment and task description every module receives (the paper's task prompt)."""
+
+    def render_state(self, state: BaseModel) -> str:
+        return json.dumps(state.model_dump(mode="json"))
+
+    def render_action(self, action: BaseModel) -> str:
+        return json.dumps(action.model_dump(mode="json"))
+
+    def render_goal(self, goal: BaseModel) -> str:
+        return self.render_state(goal)
+
+    def prompt_dir(self) -> Path:
+        from map_agent.prompts import PROMPT_ROOT
+
+        return PROMPT_ROOT / self.name
+
+    # -- scoring ---------------------------------------------------------------------------------------------
+    def execute(self, problem: Problem, actions: Iterable[A]) -> Execution:
+        """Run a plan in the environment: count invalid actions (skipped, state unchanged) and test the goal.
+
+        An invalid action is one the environment rejects, whatever the Monitor said. The paper's "% solved" is
+        ``solved``: the final state achieves the goal within N actions and no action was invalid.
+        """
+        state = self.start(problem)
+        goal = self.goal(problem)
+        invalid: list[int] = []
+        steps: list[StepCheck] = []
+        actions = list(actions)
+        for i, action in enumerate(actions):
+            verdict = self.check(state, action, problem)
+            steps.append(StepCheck(index=i, action=action.model_dump(mode="json"), valid=verdict.valid,
+                                   reason=verdict.reason))
+            if verdict.valid:
+                state = self.apply(state, action, problem)
+            else:
+                invalid.append(i)
+        reached = self.satisfies(state, goal, problem)
+        within = len(actions) <= problem.max_actions
+        return Execution(
+            n_actions=len(actions),
+            n_invalid=len(invalid),
+            goal_reached=reached,
+            solved=reached and within and not invalid,
+            final_state=state.model_dump(mode="json"),
+            steps=steps,
+        )
+
+
+class StepCheck(BaseModel):
+    index: int
+    action: dict[str, Any]
+    valid: bool
+    reason: str = ""
+
+
+class Execution(BaseModel):
+    """The environment's account of a plan: the ground truth behind every reported metric."""
+
+    n_actions: int
+    n_invalid: int
+    goal_reached: bool
+    solved: bool
+    final_state: dict[str, Any]
+    steps: list[StepCheck]
+
+
+class Path_(BaseModel):
+    """A shortest path found by ``shortest_path``: the states visited and the actions between them."""
+
+    distance: float
+    states: list[dict[str, Any]] = Field(default_factory=list)
+    actions: list[dict[str, Any]] = Field(default_factory=list)
+
+
+def shortest_path(task: Task, state: BaseModel, goal: BaseModel, problem: Problem,
+                  limit: int = 200_000) -> Path_:
+    """Breadth-first search from ``state`` to the nearest state satisfying ``goal`` (``limit`` states at most).
+
+    networkx wants an explicit graph; the tasks' graphs are implicit (successors on demand), hence this loop.
+    """
+    start_key = canonical(state)
+    parents: dict[str, tuple[str, BaseModel, BaseModel] | None] = {start_key: None}
+    found: tuple[str, BaseModel] | None = (start_key, state) if task.satisfies(state, goal, problem) else None
+    frontier: deque[tuple[str, BaseModel]] = deque([(start_key, state)])
+    while frontier and found is None and len(parents) < limit:
+        key, current = frontier.popleft()
+        for action in task.legal_actions(current, problem):
+            nxt = task.apply(current, action, problem)
+            nkey = canonical(nxt)
+            if nkey in parents:
+                continue
+            parents[nkey] = (key, current, action)
+            if task.satisfies(nxt, goal, problem):
+                found = (nkey, nxt)
+                break
+            frontier.append((nkey, nxt))
+    if found is None:
+        return Path_(distance=float("inf"))
+    states: list[BaseModel] = [found[1]]
+    actions: list[BaseModel] = []
+    key = found[0]
+    while parents[key] is not None:
+        key, prev, action = parents[key]  # type: ignore[misc]
+        states.append(prev)
+        actions.append(action)
+    states.reverse()
+    actions.reverse()
+    return Path_(distance=len(actions), states=[s.model_dump(mode="json") for s in states],
+                 actions=[a.model_dump(mode="json") for a in actions])
+
+
+#: Registry of tasks: name -> "module:Class", imported lazily (explicit, no directory scanning).
+TASKS: dict[str, str] = {
+    "hanoi": "map_agent.tasks.hanoi:HanoiTask",
+    "cogeval": "map_agent.tasks.cogeval:CogEvalTask",
+    "mystery_blocksworld": "map_agent.tasks.planbench:MysteryBlocksworldTask",
+    "logistics": "map_agent.tasks.planbench:LogisticsTask",
+    "strategyqa": "map_agent.tasks.strategyqa:StrategyQATask",
+    "maze": "map_agent.tasks.maze:MazeTask",
+}
+
+
+@cache
+def get_task(name: str) -> Task:
+    """The registered task of that name (tasks are immutable, so one instance is shared)."""
+    import importlib
+
+    try:
+        target = TASKS[name]
+    except KeyError:
+        raise KeyError(f"unknown task {name!r}; known: {', '.join(sorted(TASKS))}") from None
+    module_name, _, cls_name = target.partition(":")
+    cls: Callable[[], Task] = getattr(importlib.import_module(module_name), cls_name)
+    return cls()

@@ -1,0 +1,545 @@
+"""CogEval graph navigation as the MAP paper runs it: the 15-room n15star castle, N = 6.
+
+Conditions (splits):
+
+* ``steppath2``/``3``/``4`` -- the shortest path of 2, 3 or 4 steps from a start room to a target room; MAP
+  runs them without tree search (``Problem.info["search"] = False``);
+* ``valuepath`` -- from a start room to the chest with the larger reward, never entering the other chest's
+  room ("if you enter a room with a chest, you must collect its reward, and you cannot collect any more");
+* ``detour`` -- as valuepath, but after the description the door 1-11 is locked and a door 13-11 opens;
+* ``reward_revaluation`` -- as valuepath, but after the description the rewards change (the other chest wins).
+
+The paper's in-context problems are left out of every test split (Steppath pairs 9->4, 2->10, 7->3; start
+rooms 1 and 6) and kept in ``icl_steppath``/``icl_valuepath``. The state is the current room plus the chest
+collected so far (what the goal test needs); an action names the next room; the goal is the target room. There
+is no Predictor (the action names the next state) and no TaskDecomposer in the paper's setup.
+
+CogEval's own templates give more graphs (``<graph>:valuepath``, ``<graph>:steppath2`` ... for n7tree,
+n15star, n16cluster, n21star) and the paper's transfer setting, in-context examples from n7tree and test
+problems on the castle (``transfer_n7tree:valuepath``; ``Problem.info["icl"]`` names the example graph).
+
+>>> from map_agent.tasks.cogeval import CogEvalTask
+>>> task = CogEvalTask()
+>>> p = task.problem("valuepath-4")
+>>> p.start, p.goal, p.optimal_length
+({'room': 4, 'collected': None}, {'room': 8}, 5)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from map_agent.task import Execution, InvalidProblem, Problem, StepCheck, Task, Verdict
+
+from .graph import RoomGraph
+from .templates import GRAPH_SOURCES, template_graph
+
+N_ACTIONS = 6
+DATA_FILE = "map_cogeval_n15star_problems.json"
+STEPPATH_LENGTHS = (2, 3, 4)
+VALUE_CONDITIONS = ("valuepath", "detour", "reward_revaluation")
+#: The MAP paper's goal sentence per condition family.
+GOALS = {
+    "steppath": "Goal: The goal is to find the shortest path from the starting room to the target room.",
+    "valuepath": (
+        "Goal: The goal is to find the shortest path from the starting room to the room with a chest with "
+        "the highest reward, without entering the room of any other chest."
+    ),
+}
+CHEST_RULE = (
+    "- You can collect the reward only once and only from one chest.\n"
+    "- If you enter a room with a chest, then you must collect the reward from that chest, and you cannot "
+    "collect anymore rewards."
+)
+
+
+class Room(BaseModel):
+    """Where the agent is, and which chest it has collected (entering a chest room collects it, once)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    room: int = Field(description="the current room")
+    collected: int | None = Field(default=None, description="the room whose chest was collected, if any")
+
+
+class Move(BaseModel):
+    """Go to ``room`` (through a door from the current room, if there is one)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    room: int = Field(description="the next room")
+
+
+class Target(BaseModel):
+    """The room to reach (having collected no other chest on the way)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    room: int = Field(description="the target room")
+
+
+class CogEvalTask(Task[Room, Move, Target]):
+    """Ground truth, data and prompt rendering for CogEval navigation."""
+
+    name = "cogeval"
+    State = Room
+    Action = Move
+    Goal = Target
+    default_modules = {
+        "TaskDecomposer": "off",
+        "Actor": "llm",
+        "Monitor": "llm",
+        "Predictor": "off",
+        "Evaluator": "llm",
+        "Orchestrator": "llm",
+    }
+    default_search = True  # Steppath problems turn it off through Problem.info["search"]
+    default_subgoals = 1
+
+    # -- data --------------------------------------------------------------------------------------------
+    def splits(self) -> dict[str, str]:
+        out = {
+            f"steppath{k}": f"{k}-step shortest paths on the castle, the paper's pairs (no tree search)"
+            for k in STEPPATH_LENGTHS
+        }
+        out |= {
+            "valuepath": "start room -> larger-reward chest, avoiding the other chest (11 starts)",
+            "detour": "valuepath after door 1-11 is locked and door 13-11 opened (11 starts)",
+            "reward_revaluation": "valuepath after the chests' rewards change (11 starts)",
+            "icl_steppath": "the paper's three Steppath in-context problems (9->4, 2->10, 7->3)",
+            "icl_valuepath": "the paper's two Valuepath in-context problems (start rooms 1 and 6)",
+            "transfer_n7tree:valuepath": "valuepath test problems, in-context examples from the n7tree graph",
+        }
+        for graph in GRAPH_SOURCES:
+            out[f"{graph}:valuepath"] = (
+                f"CogEval {graph}: every non-chest room -> the best chest, avoiding the others"
+            )
+            out |= {
+                f"{graph}:steppath{k}": f"CogEval {graph}: every pair of rooms {k} steps apart"
+                for k in STEPPATH_LENGTHS
+            }
+        return out
+
+    def problems(self, split: str) -> list[Problem]:
+        if split not in self.splits():
+            raise KeyError(f"cogeval: unknown split {split!r}; known: {', '.join(self.splits())}")
+        return list(_split(split))
+
+    # -- ground truth ----------------------------------------------------------------------------------------
+    def check(self, state: Room, action: Move, problem: Problem) -> Verdict:
+        graph = graph_of(problem)
+        if action.room not in graph.rooms:
+            return Verdict(
+                valid=False,
+                reason=f"there is no room {action.room} (the rooms are {graph.rooms[0]}-{graph.rooms[-1]})",
+            )
+        if action.room == state.room:
+            return Verdict(valid=False, reason=f"the agent is already in room {state.room}")
+        if not graph.connected(state.room, action.room):
+            doors = ", ".join(str(r) for r in graph.neighbours(state.room))
+            return Verdict(
+                valid=False,
+                reason=f"room {state.room} is not connected to room {action.room} "
+                f"(missing edge {state.room}-{action.room}; room {state.room} "
+                f"connects to {doors})",
+            )
+        return Verdict(valid=True)
+
+    def apply(self, state: Room, action: Move, problem: Problem) -> Room:
+        """Total: the agent ends in the named room even through a missing door (the believed state follows an
+        invalid move, as MAP's CogEval scoring does), and collects the chest there if it has none yet."""
+        graph = graph_of(problem)
+        if action.room not in graph.rooms:
+            raise ValueError(f"there is no room {action.room}")
+        chest = action.room if action.room in graph.rewards else None
+        return Room(room=action.room, collected=state.collected if state.collected is not None else chest)
+
+    def legal_actions(self, state: Room, problem: Problem) -> list[Move]:
+        return [Move(room=r) for r in graph_of(problem).neighbours(state.room)]
+
+    def satisfies(self, state: Room, goal: Target, problem: Problem) -> bool:
+        return state.room == goal.room and state.collected in (None, goal.room)
+
+    def distance(self, state: Room, goal: Target, problem: Problem) -> float:
+        """Shortest path on the graph, entering no chest room but the target's; ``inf`` once a wrong chest is
+        collected (no reward can be collected after it)."""
+        if state.collected is not None and state.collected != goal.room:
+            return float("inf")
+        if state.room == goal.room:
+            return 0.0
+        avoid = frozenset(problem_chests(problem) - {goal.room})
+        paths = graph_of(problem).shortest_paths(state.room, goal.room, avoid)
+        return float(len(paths[0]) - 1) if paths else float("inf")
+
+    def as_goal(self, state: Room) -> Target:
+        return Target(room=state.room)
+
+    # -- scoring ---------------------------------------------------------------------------------------------
+    def execute(self, problem: Problem, actions: Iterable[Move]) -> Execution:
+        """Walk the plan through the rooms it names (an invalid move still moves, and is counted).
+
+        ``solved`` is the paper's "% solved" made exact: no invalid move, the final state satisfies the goal
+        (the target room, no other chest collected), within N and in exactly the optimal number of moves.
+        """
+        state = self.start(problem)
+        steps: list[StepCheck] = []
+        actions = list(actions)
+        for i, action in enumerate(actions):
+            verdict = self.check(state, action, problem)
+            steps.append(
+                StepCheck(
+                    index=i, action=action.model_dump(mode="json"), valid=verdict.valid, reason=verdict.reason
+                )
+            )
+            if action.room in graph_of(problem).rooms:
+                state = self.apply(state, action, problem)
+        n_invalid = sum(not s.valid for s in steps)
+        reached = self.satisfies(state, self.goal(problem), problem)
+        optimal = problem.optimal_length is None or len(actions) == problem.optimal_length
+        return Execution(
+            n_actions=len(actions),
+            n_invalid=n_invalid,
+            goal_reached=reached,
+            solved=reached and not n_invalid and optimal and len(actions) <= problem.max_actions,
+            final_state=state.model_dump(mode="json"),
+            steps=steps,
+        )
+
+    def optimal_paths(self, problem: Problem) -> list[list[int]]:
+        """Every optimal room sequence for a problem, by the environment's rules (not the data file's)."""
+        avoid = frozenset(problem_chests(problem) - {problem.goal["room"]})
+        return graph_of(problem).shortest_paths(problem.start["room"], problem.goal["room"], avoid)
+
+    # -- how it reads in a prompt ----------------------------------------------------------------------------
+    def describe(self, problem: Problem) -> str:
+        info = problem.info
+        lines = [
+            "Consider the following puzzle problem:",
+            "",
+            "Problem description:",
+            RoomGraph.model_validate(info["described_graph"]).describe(),
+        ]
+        described = RoomGraph.model_validate(info["described_graph"])
+        if described.rewards:
+            lines += [described.describe_rewards(), CHEST_RULE]
+        if info.get("change"):
+            lines += ["", info["change"]]
+        lines += ["", GOALS[info["family"]]]
+        if info.get("icl"):
+            icl = icl_graph(info["icl"], info["family"])
+            lines += [
+                "",
+                f"The examples that follow were solved in a different environment ({info['icl']}):",
+                icl.describe(),
+                *([icl.describe_rewards()] if icl.rewards else []),
+            ]
+        return "\n".join(lines)
+
+    def render_state(self, state: Room) -> str:  # type: ignore[override]
+        if state.collected is None:
+            return f"room {state.room}"
+        return f"room {state.room} (the chest in room {state.collected} has been collected)"
+
+    def render_action(self, action: Move) -> str:  # type: ignore[override]
+        return f"Go to room {action.room}."
+
+    def render_goal(self, goal: Target) -> str:  # type: ignore[override]
+        return f"room {goal.room}"
+
+    def prompt_dir(self, problem: Problem | None = None) -> Path:
+        """Where a problem's module prompts live.
+
+        ``prompts/cogeval/`` holds the Valuepath family (Valuepath, Detour and Reward Revaluation share the
+        paper's Valuepath examples); ``prompts/cogeval/<set>/`` the others (``steppath`` with three Actor and
+        Evaluator examples, ``n7tree_valuepath`` for transfer), named by ``Problem.info["prompt_set"]``. The
+        argument is optional so the base signature still works; without it the Valuepath set is returned.
+        """
+        root = super().prompt_dir()
+        prompt_set = problem.info.get("prompt_set") if problem is not None else None
+        return root / prompt_set if prompt_set else root
+
+
+# -- problems ------------------------------------------------------------------------------------------------
+def graph_of(problem: Problem) -> RoomGraph:
+    """The graph the environment uses for a problem (after any Detour or Reward Revaluation change)."""
+    return _graph_from_json(json.dumps(problem.info["graph"], sort_keys=True))
+
+
+@cache
+def _graph_from_json(text: str) -> RoomGraph:
+    return RoomGraph.model_validate_json(text)
+
+
+def problem_chests(problem: Problem) -> set[int]:
+    return set(graph_of(problem).rewards)
+
+
+def _info(
+    graph: RoomGraph,
+    family: str,
+    condition: str,
+    described: RoomGraph | None = None,
+    change: str = "",
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "condition": condition,
+        "family": family,
+        "search": family != "steppath",
+        "prompt_set": "steppath" if family == "steppath" else None,
+        "graph": graph.model_dump(mode="json"),
+        "described_graph": (described or graph).model_dump(mode="json"),
+        "change": change,
+        **extra,
+    }
+
+
+def _make(pid: str, graph: RoomGraph, start: int, target: int, info: dict[str, Any]) -> Problem:
+    avoid = frozenset(set(graph.rewards) - {target})
+    paths = graph.shortest_paths(start, target, avoid)
+    if not paths:
+        raise InvalidProblem(f"{pid}: room {target} cannot be reached from room {start}")
+    return Problem(
+        task="cogeval",
+        id=pid,
+        start=Room(room=start).model_dump(),
+        goal=Target(room=target).model_dump(),
+        max_actions=N_ACTIONS,
+        optimal_length=len(paths[0]) - 1,
+        info=info,
+    )
+
+
+def _field(raw: dict, key: str, where: str) -> Any:
+    if not isinstance(raw, dict) or key not in raw:
+        raise InvalidProblem(f"{where}: missing field {key!r}")
+    return raw[key]
+
+
+def _int(raw: dict, key: str, where: str) -> int:
+    value = _field(raw, key, where)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidProblem(f"{where}: field {key!r}: expected a room number, got {value!r}")
+    return value
+
+
+def _rewards(raw: Any, where: str) -> dict[int, float]:
+    try:
+        return {int(k): float(v) for k, v in raw.items()}
+    except (AttributeError, TypeError, ValueError):
+        raise InvalidProblem(f"{where}: expected an object of room -> reward") from None
+
+
+_CHANGE = re.compile(r"^remove edge (\d+)-(\d+), add edge (\d+)-(\d+)$")
+
+
+def load_map_problems(text: str, source: str) -> dict[str, list[Problem]]:
+    """Parse the MAP castle file into its splits; the file's answers are kept in ``info["file_answers"]``
+    (they
+    were computed by BFS without the chest rule, so the environment, not the file, scores plans)."""
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InvalidProblem(f"{source}: not JSON: {e}") from None
+    g = _field(raw, "graph", source)
+    try:
+        base = RoomGraph.from_edges(
+            _field(g, "edges", f"{source}: field 'graph'"),
+            rooms=list(range(1, _int(g, "n_rooms", f"{source}: field 'graph'") + 1)),
+        )
+    except ValidationError as e:
+        raise InvalidProblem(f"{source}: field 'graph.edges': {e.errors()[0]['msg']}") from None
+    except (TypeError, ValueError) as e:
+        raise InvalidProblem(f"{source}: field 'graph.edges': expected [room, room] pairs ({e})") from None
+    out: dict[str, list[Problem]] = {f"steppath{k}": [] for k in STEPPATH_LENGTHS}
+    out |= {"icl_steppath": [], "icl_valuepath": [], **{c: [] for c in VALUE_CONDITIONS}}
+
+    sp = _field(raw, "stepPath", source)
+    for i, p in enumerate(_field(sp, "problems", f"{source}: field 'stepPath'")):
+        where = f"{source}: field 'stepPath.problems[{i}]'"
+        start, target, k = (_int(p, f, where) for f in ("start", "target", "n_steps"))
+        icl = bool(p.get("map_icl", False))
+        pid = f"{'icl-' if icl else ''}steppath{k}-{start}-{target}"
+        problem = _make(
+            pid,
+            base,
+            start,
+            target,
+            _info(base, "steppath", f"steppath{k}", file_answers=_field(p, "answers", where)),
+        )
+        if problem.optimal_length != k:
+            raise InvalidProblem(
+                f"{where}: n_steps is {k} but the shortest path is {problem.optimal_length} steps"
+            )
+        out["icl_steppath" if icl else f"steppath{k}"].append(problem)
+
+    vp = _field(raw, "valuePath", source)
+    rewards = _rewards(
+        _field(vp, "rewards", f"{source}: field 'valuePath'"), f"{source}: field 'valuePath.rewards'"
+    )
+    valued = base.with_rewards(rewards)
+    icl_starts = {int(s) for s in _field(vp, "map_icl_start_rooms", f"{source}: field 'valuePath'")}
+    for i, p in enumerate(_field(vp, "problems", f"{source}: field 'valuePath'")):
+        where = f"{source}: field 'valuePath.problems[{i}]'"
+        start = _int(p, "start", where)
+        icl = start in icl_starts
+        problem = _make(
+            f"{'icl-' if icl else ''}valuepath-{start}",
+            valued,
+            start,
+            valued.best_chest(),
+            _info(valued, "valuepath", "valuepath", file_answers=_field(p, "answers", where)),
+        )
+        out["icl_valuepath" if icl else "valuepath"].append(problem)
+
+    dt = _field(raw, "detour", source)
+    change = _field(dt, "change", f"{source}: field 'detour'")
+    m = _CHANGE.match(str(change))
+    if not m:
+        raise InvalidProblem(
+            f"{source}: field 'detour.change': {change!r} is not 'remove edge A-B, add edge C-D'"
+        )
+    a, b, c, d = map(int, m.groups())
+    dgraph = base.with_rewards(
+        _rewards(_field(dt, "rewards", f"{source}: field 'detour'"), f"{source}: field 'detour.rewards'")
+    )
+    try:
+        after = dgraph.edited(remove=[(a, b)], add=[(c, d)])
+    except ValueError as e:
+        raise InvalidProblem(f"{source}: field 'detour.change': {e}") from None
+    sentence = f"The door from room {a} to room {b} is locked and now room {c} is connected to room {d}."
+    for i, p in enumerate(_field(dt, "problems", f"{source}: field 'detour'")):
+        where = f"{source}: field 'detour.problems[{i}]'"
+        start = _int(p, "start", where)
+        if start in icl_starts:
+            continue
+        out["detour"].append(
+            _make(
+                f"detour-{start}",
+                after,
+                start,
+                after.best_chest(),
+                _info(
+                    after,
+                    "valuepath",
+                    "detour",
+                    described=dgraph,
+                    change=sentence,
+                    file_answers=_field(p, "answers_after", where),
+                ),
+            )
+        )
+
+    rr = _field(raw, "rewardReval", source)
+    before = _rewards(
+        _field(rr, "rewards_before", f"{source}: field 'rewardReval'"),
+        f"{source}: field 'rewardReval.rewards_before'",
+    )
+    later = _rewards(
+        _field(rr, "rewards_after", f"{source}: field 'rewardReval'"),
+        f"{source}: field 'rewardReval.rewards_after'",
+    )
+    if set(before) != set(later):
+        raise InvalidProblem(
+            f"{source}: field 'rewardReval.rewards_after': chests {sorted(later)} differ from "
+            f"rewards_before's {sorted(before)}"
+        )
+    sentence = (
+        "Now you have been told that "
+        + " and ".join(
+            f"the reward of the chest in room {r} has been changed to {int(v) if v.is_integer() else v}"
+            for r, v in later.items()
+        )
+        + "."
+    )
+    described, revalued = base.with_rewards(before), base.with_rewards(later)
+    for i, p in enumerate(_field(rr, "problems", f"{source}: field 'rewardReval'")):
+        where = f"{source}: field 'rewardReval.problems[{i}]'"
+        start = _int(p, "start", where)
+        if start in icl_starts:
+            continue
+        out["reward_revaluation"].append(
+            _make(
+                f"reward_revaluation-{start}",
+                revalued,
+                start,
+                revalued.best_chest(),
+                _info(
+                    revalued,
+                    "valuepath",
+                    "reward_revaluation",
+                    described=described,
+                    change=sentence,
+                    file_answers=_field(p, "answers_after", where),
+                ),
+            )
+        )
+    return out
+
+
+def template_problems(graph_name: str, condition: str) -> list[Problem]:
+    """Problems on a CogEval template graph: Valuepath from every non-chest room to the best chest, or every
+    ordered pair of rooms ``k`` steps apart (``steppathK``), avoiding chest rooms other than the target."""
+    graph = template_graph(graph_name)
+    split = f"{graph_name}:{condition}"
+    if condition == "valuepath":
+        target = graph.best_chest()
+        return [
+            _make(f"{split}-{s}", graph, s, target, _info(graph, "valuepath", split, template=graph_name))
+            for s in graph.rooms
+            if s not in graph.rewards
+            and graph.shortest_paths(s, target, frozenset(set(graph.rewards) - {target}))
+        ]
+    k = int(condition.removeprefix("steppath"))
+    plain = graph.with_rewards({})
+    lengths = dict(nx.all_pairs_shortest_path_length(plain.nx()))
+    return [
+        _make(f"{split}-{s}-{t}", plain, s, t, _info(plain, "steppath", split, template=graph_name))
+        for s in plain.rooms
+        for t in plain.rooms
+        if lengths[s].get(t) == k
+    ]
+
+
+def icl_graph(name: str, family: str) -> RoomGraph:
+    graph = template_graph(name)
+    return graph if family == "valuepath" else graph.with_rewards({})
+
+
+@cache
+def _map_splits() -> dict[str, tuple[Problem, ...]]:
+    path = resources.files("map_agent.tasks") / "cogeval" / "data" / DATA_FILE
+    return {k: tuple(v) for k, v in load_map_problems(path.read_text(encoding="utf-8"), DATA_FILE).items()}
+
+
+@cache
+def _split(split: str) -> tuple[Problem, ...]:
+    if split.startswith("transfer_"):
+        icl, _, condition = split.removeprefix("transfer_").partition(":")
+        return tuple(
+            p.model_copy(
+                update={
+                    "id": f"{icl}>{p.id}",
+                    "info": {**p.info, "icl": icl, "prompt_set": f"{icl}_{p.info['family']}"},
+                }
+            )
+            for p in _map_splits()[condition]
+        )
+    if ":" in split:
+        graph, _, condition = split.partition(":")
+        return tuple(template_problems(graph, condition))
+    return _map_splits()[split]
+
+
+def path_moves(path: list[int]) -> list[Move]:
+    """A room sequence as moves (the start room is dropped)."""
+    return [Move(room=r) for r in path[1:]]

@@ -1,0 +1,68 @@
+"""PlanBench's Mystery Blocksworld and Logistics plan-generation tasks (Valmeekam et al.) as MAP tasks.
+
+All 500 Mystery Blocksworld and 285 Logistics instances of PlanBench's ``task_1_plan_generation``, with their
+ground-truth plans. The MAP paper's setup (Methods): Actor, Monitor, Predictor and Orchestrator, no tree search;
+Logistics adds the TaskDecomposer, Mystery Blocksworld runs without it; N = optimal plan length + 4 (the paper's
+text -- the authors' released code allows optimal length + 3). The optimal lengths come from a cached table
+(``optimal_lengths.py``). The environment (``environment``) is the PDDL model of ``map_agent.tools.strips``;
+prompts render it in PlanBench's own sentences (``language``).
+
+>>> task = MysteryBlocksworldTask()
+>>> p = task.problem(2)
+>>> task.render_goal(task.goal(p)), p.optimal_length, p.max_actions
+('My goal is to have that object c craves object a.', 4, 8)
+"""
+
+from __future__ import annotations
+
+from map_agent.tasks.planbench.environment import EXTRA_ACTIONS, PlanBenchTask, _Action, _Facts
+
+__all__ = ["EXTRA_ACTIONS", "LogisticsTask", "MysteryBlocksworldTask", "PlanBenchTask"]
+
+
+class MysteryBlocksworldFacts(_Facts):
+    """A Mystery Blocksworld state or goal: facts over province, planet, harmony, pain and craves."""
+
+    domain = "mystery_blocksworld"
+
+
+class MysteryBlocksworldAction(_Action):
+    """attack / succumb (one object), feast / overcome (object, other object)."""
+
+    domain = "mystery_blocksworld"
+
+
+class LogisticsFacts(_Facts):
+    """A Logistics state or goal: at, in, in-city and airport facts (type facts are implicit)."""
+
+    domain = "logistics"
+
+
+class LogisticsAction(_Action):
+    """load-/unload-truck and -airplane (package, vehicle, location), drive-truck, fly-airplane."""
+
+    domain = "logistics"
+
+
+class MysteryBlocksworldTask(PlanBenchTask):
+    """Mystery (deceptive) Blocksworld: Blocksworld with meaningless names; no TaskDecomposer (paper)."""
+
+    name = "mystery_blocksworld"
+    domain = "mystery_blocksworld"
+    State = MysteryBlocksworldFacts
+    Action = MysteryBlocksworldAction
+    Goal = MysteryBlocksworldFacts
+    default_modules = {"TaskDecomposer": "off", "Actor": "llm", "Monitor": "llm", "Predictor": "llm",
+                       "Evaluator": "off", "Orchestrator": "llm"}
+
+
+class LogisticsTask(PlanBenchTask):
+    """Logistics: trucks within cities, airplanes between airports; with the TaskDecomposer (paper)."""
+
+    name = "logistics"
+    domain = "logistics"
+    State = LogisticsFacts
+    Action = LogisticsAction
+    Goal = LogisticsFacts
+    default_modules = {"TaskDecomposer": "llm", "Actor": "llm", "Monitor": "llm", "Predictor": "llm",
+                       "Evaluator": "off", "Orchestrator": "llm"}

@@ -1,0 +1,336 @@
+"""The PDDL environment behind PlanBench's Mystery Blocksworld and Logistics, on ``map_agent.tools.strips``.
+
+A state is the set of true facts (PDDL atoms, sorted), a goal the set of goal facts (a partial state: satisfied
+when it is a subset of the state), an action one grounded action. Facts and actions are accepted as PDDL
+(``(craves a b)``, ``{"name": "feast", "args": ["b", "c"]}``) or as PlanBench phrases ("object a craves object
+b", "feast object b from object c"), and always stored as PDDL.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from functools import cache, cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any, ClassVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from map_agent.task import Execution, InvalidProblem, Problem, StepCheck, Task, Verdict
+from map_agent.tasks.planbench.language import Language
+from map_agent.tasks.planbench.planner import optimal_plan, with_task
+from map_agent.tools.strips import Atom, GroundAction, PDDLError, Strips, format_atom, parse_atom, validate
+
+#: N = optimal plan length + 4, the MAP paper's text (Methods). Its released code allows optimal length + 3.
+EXTRA_ACTIONS = 4
+DATA = "data"
+#: PlanBench's one-shot example instance, the source of every in-context example in the module prompts
+ICL_INSTANCE = "1"
+
+
+def data_dir(domain: str) -> Path:
+    return Path(str(resources.files("map_agent.tasks") / "planbench" / DATA / domain))
+
+
+@cache
+def language(domain: str) -> Language:
+    return Language.from_yaml(data_dir(domain) / "config.yaml")
+
+
+class _Facts(BaseModel):
+    """A set of facts of one domain, normalised to sorted, distinct PDDL atoms."""
+
+    model_config = ConfigDict(frozen=True)
+    domain: ClassVar[str]
+
+    facts: tuple[str, ...] = Field(description="the true facts, each a PDDL atom such as '(craves a b)'")
+
+    @field_validator("facts", mode="before")
+    @classmethod
+    def _normalise(cls, value: Any) -> tuple[str, ...]:
+        if isinstance(value, str) or not isinstance(value, Iterable):
+            raise ValueError("facts must be a list of facts")
+        lang = language(cls.domain)
+        atoms = set()
+        for item in value:
+            if not isinstance(item, str):
+                raise ValueError(f"a fact must be a string, got {item!r}")
+            atom = lang.parse_fact(item)
+            atoms.add((atom[0], *(lang.parse_object(a) for a in atom[1:])))
+        return tuple(format_atom(a) for a in sorted(atoms))
+
+    def atoms(self) -> frozenset[Atom]:
+        return frozenset(parse_atom(f) for f in self.facts)
+
+
+class _Action(BaseModel):
+    """One grounded action: its name and its objects, in the domain's parameter order."""
+
+    model_config = ConfigDict(frozen=True)
+    domain: ClassVar[str]
+
+    name: str = Field(description="the action's PDDL name, e.g. 'feast'")
+    args: tuple[str, ...] = Field(description="its objects in parameter order, e.g. ['b', 'c']")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: Any) -> Any:
+        lang = language(cls.domain)
+        if isinstance(value, str):
+            readings = lang.parse_action(value)
+            if len(readings) > 1:
+                raise ValueError(f"{value!r} can be {' or '.join(r[0] for r in readings)}: give name and args")
+            value = {"name": readings[0][0], "args": list(readings[0][1:])}
+        if isinstance(value, dict) and isinstance(value.get("args"), (list, tuple)):
+            value = {**value, "name": str(value.get("name", "")).strip().lower(),
+                     "args": [lang.parse_object(str(a)) for a in value["args"]]}
+        return value
+
+    def text(self) -> str:
+        return format_atom((self.name, *self.args))
+
+
+class PlanBenchTask(Task):
+    """A PlanBench plan-generation domain as a MAP task (subclasses name the domain and the paper's setup)."""
+
+    domain: ClassVar[str]
+    default_search = False
+    #: PlanBench's one-shot example instance (the prompt of instance k shows k-1; instance 1 is shown only for
+    #: instance 2 and is not itself a test instance): the module prompts' examples all come from it.
+    ICL_ID: ClassVar[str] = ICL_INSTANCE
+
+    def __init__(self) -> None:
+        self._distances: dict[tuple[str, tuple[str, ...], tuple[str, ...]], float] = {}
+
+    # -- data --------------------------------------------------------------------------------------------
+    def splits(self) -> dict[str, str]:
+        return {
+            "test": "PlanBench's plan-generation instances (task_1_plan_generation.json), in its order",
+            "icl": f"instance {self.ICL_ID}, PlanBench's one-shot example; the module prompts' examples use it",
+        }
+
+    def problems(self, split: str) -> list[Problem]:
+        if split == "test":
+            return list(_problems(self.domain, self.name))
+        if split == "icl":
+            return [_problem(self.domain, self.name, self.ICL_ID, [], None)]
+        raise KeyError(f"{self.name}: unknown split {split!r}; known: {', '.join(self.splits())}")
+
+    def problem(self, problem_id: str | int, split: str | None = None) -> Problem:
+        if split is None and str(problem_id) == self.ICL_ID:
+            return self.problems("icl")[0]
+        return super().problem(problem_id, split or "test")
+
+    # -- the PDDL model ----------------------------------------------------------------------------------------
+    @cached_property
+    def language(self) -> Language:
+        return language(self.domain)
+
+    def strips(self, problem: Problem) -> Strips:
+        return _strips(self.domain, problem.info["instance"])
+
+    def static(self, problem: Problem) -> frozenset[Atom]:
+        """The unspoken static facts (Logistics' types) that states leave out and the ground truth needs."""
+        return frozenset(a for a in self.strips(problem).initial if a[0] in self.language.hidden)
+
+    def world(self, state: _Facts, problem: Problem) -> frozenset[Atom]:
+        return state.atoms() | self.static(problem)
+
+    def ground(self, action: _Action, problem: Problem) -> GroundAction:
+        return self.strips(problem).ground(action.name, list(action.args))
+
+    # -- ground truth ------------------------------------------------------------------------------------------
+    def check(self, state: _Facts, action: _Action, problem: Problem) -> Verdict:
+        """The first failed precondition, in the domain's order and in PlanBench's words (the oracle Monitor's
+        feedback); unknown actions or objects are invalid too."""
+        try:
+            ground = self.ground(action, problem)
+        except ValueError as e:
+            return Verdict(valid=False, reason=str(e))
+        world = self.world(state, problem)
+        failed = self.strips(problem).check(world, ground)
+        if failed is None:
+            return Verdict(valid=True)
+        missing = next(a for a in ground.pre_pos if a not in world)
+        lang = self.language
+        return Verdict(valid=False, reason=f"to {lang.action(ground.name, ground.args)}, "
+                                           f"{lang.fact(missing)} must be true and it is not ({failed})")
+
+    def apply(self, state: _Facts, action: _Action, problem: Problem) -> _Facts:
+        """The action's effects, applied whether or not its preconditions hold (so a believed state can follow
+        an invalid action); ValueError for an action that does not exist."""
+        ground = self.ground(action, problem)
+        nxt = self.strips(problem).apply(self.world(state, problem), ground)
+        return self.State(facts=[format_atom(a) for a in nxt if a[0] not in self.language.hidden])
+
+    def legal_actions(self, state: _Facts, problem: Problem) -> list[_Action]:
+        return [self.Action(name=a.name, args=a.args)
+                for a in self.strips(problem).applicable(self.world(state, problem))]
+
+    def satisfies(self, state: _Facts, goal: _Facts, problem: Problem) -> bool:
+        return set(goal.facts) <= set(state.facts)
+
+    def distance(self, state: _Facts, goal: _Facts, problem: Problem) -> float:
+        """Exact: the length of an optimal plan (see ``planner``), cached, with every state on that plan."""
+        key = (problem.id, state.facts, goal.facts)
+        if key not in self._distances:
+            strips = with_task(self.strips(problem), self.world(state, problem), goal.atoms())
+            steps = optimal_plan(strips, data_dir(self.domain) / "domain.pddl", _domain_name(self.domain))
+            if steps is None:
+                self._distances[key] = float("inf")
+            else:
+                current = state
+                for i, step in enumerate(steps):
+                    self._distances[(problem.id, current.facts, goal.facts)] = float(len(steps) - i)
+                    current = self.apply(current, self.Action(name=step.name, args=step.args), problem)
+                self._distances[(problem.id, current.facts, goal.facts)] = 0.0
+        return self._distances[key]
+
+    def as_goal(self, state: _Facts) -> _Facts:
+        return self.Goal(facts=state.facts)
+
+    # -- scoring ---------------------------------------------------------------------------------------------
+    def execute(self, problem: Problem, actions: Iterable[_Action]) -> Execution:
+        """PlanBench's definition (VAL's): a plan is valid when every step is applicable in turn and the last
+        state satisfies the goal; an invalid step makes the whole plan invalid. ``solved`` is that, within N.
+        ``n_invalid``/``steps`` count every rejected action (the paper's % invalid), skipping each one."""
+        actions = list(actions)
+        steps: list[StepCheck] = []
+        state = self.start(problem)
+        for i, action in enumerate(actions):
+            verdict = self.check(state, action, problem)
+            steps.append(StepCheck(index=i, action=action.model_dump(mode="json"), valid=verdict.valid,
+                                   reason=verdict.reason))
+            if verdict.valid:
+                state = self.apply(state, action, problem)
+        strips = self.strips(problem)
+        try:
+            grounded = [self.ground(a, problem) for a in actions]
+            validation = validate(strips, grounded)
+            valid, reached = validation.valid, validation.reaches_goal
+        except ValueError:
+            valid, reached = False, False
+        return Execution(
+            n_actions=len(actions),
+            n_invalid=sum(not s.valid for s in steps),
+            goal_reached=reached or self.satisfies(state, self.goal(problem), problem),
+            solved=valid and len(actions) <= problem.max_actions,
+            final_state=state.model_dump(mode="json"),
+            steps=steps,
+        )
+
+    # -- how it reads in a prompt ------------------------------------------------------------------------------
+    def describe(self, problem: Problem) -> str:
+        return _description(self.domain, self.name)
+
+    def render_state(self, state: _Facts) -> str:  # type: ignore[override]
+        return f"As initial conditions I have that, {self.language.facts(list(state.atoms()))}."
+
+    def render_goal(self, goal: _Facts) -> str:  # type: ignore[override]
+        return f"My goal is to have that {self.language.facts(list(goal.atoms()))}."
+
+    def render_action(self, action: _Action) -> str:  # type: ignore[override]
+        return self.language.action(action.name, action.args)
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+@cache
+def _domain_text(domain: str) -> str:
+    return (data_dir(domain) / "domain.pddl").read_text(encoding="utf-8")
+
+
+@cache
+def _domain_name(domain: str) -> str:
+    from map_agent.tools.strips import parse_domain_text
+
+    return str(parse_domain_text(_domain_text(domain), f"{domain}/domain.pddl").name)
+
+
+@cache
+def _strips(domain: str, instance: str) -> Strips:
+    path = data_dir(domain) / "instances" / f"instance-{instance}.pddl"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidProblem(f"{domain}/instances/{path.name}: missing instance file") from None
+    return parse_instance(_domain_text(domain), text, f"{domain}/domain.pddl", f"{domain}/instances/{path.name}")
+
+
+def parse_instance(domain_text: str, problem_text: str, domain_source: str, problem_source: str) -> Strips:
+    """The STRIPS model of a PDDL domain and problem; ``InvalidProblem`` names file, line and problem."""
+    try:
+        return Strips.from_text(domain_text, problem_text, domain_source, problem_source)
+    except PDDLError as e:
+        raise InvalidProblem(str(e)) from None
+
+
+@cache
+def optimal_lengths(domain: str) -> dict[str, int]:
+    """The cached table of optimal plan lengths (``optimal_lengths.py`` writes it)."""
+    path = data_dir(domain) / "optimal_lengths.json"
+    source = f"{domain}/{path.name}"
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidProblem(f"{source}: missing; run python -m map_agent.tasks.planbench.optimal_lengths") from None
+    except json.JSONDecodeError as e:
+        raise InvalidProblem(f"{source}: not JSON: {e}") from None
+    lengths = raw.get("lengths") if isinstance(raw, dict) else None
+    if not isinstance(lengths, dict) or not all(isinstance(v, int) and v >= 0 for v in lengths.values()):
+        raise InvalidProblem(f"{source}: field 'lengths' must map instance ids to non-negative integers")
+    return lengths
+
+
+def _problem(domain: str, task: str, instance: str, plan: list[str], examples: list[int] | None) -> Problem:
+    strips = _strips(domain, instance)
+    hidden = language(domain).hidden
+    source = f"{domain}/optimal_lengths.json"
+    if instance not in optimal_lengths(domain):
+        raise InvalidProblem(f"{source}: no optimal length for instance {instance}; re-run the script")
+    optimal = optimal_lengths(domain)[instance]
+    return Problem(task=task, id=instance,
+                   start={"facts": sorted(format_atom(a) for a in strips.initial if a[0] not in hidden)},
+                   goal={"facts": sorted(format_atom(a) for a in strips.goal_pos)},
+                   max_actions=optimal + EXTRA_ACTIONS, optimal_length=optimal,
+                   info={"instance": instance, "ground_truth_plan": plan, "example_instance_ids": examples or []})
+
+
+def load_plans(text: str, source: str) -> list[tuple[str, list[str], list[int]]]:
+    """PlanBench's ``task_1_plan_generation.json``: (instance id, ground-truth plan steps, example ids)."""
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InvalidProblem(f"{source}: not JSON: {e}") from None
+    instances = raw.get("instances") if isinstance(raw, dict) else None
+    if not isinstance(instances, list):
+        raise InvalidProblem(f"{source}: expected an object with a list 'instances'")
+    out = []
+    for i, item in enumerate(instances):
+        where = f"{source}: instances[{i}]"
+        if not isinstance(item, dict):
+            raise InvalidProblem(f"{where}: expected an object")
+        for name, kind in (("instance_id", int), ("ground_truth_plan", str), ("example_instance_ids", list)):
+            if not isinstance(item.get(name), kind):
+                raise InvalidProblem(f"{where}: field {name!r} missing or not {kind.__name__}")
+        steps = [s.strip() for s in item["ground_truth_plan"].splitlines() if s.strip()]
+        out.append((str(item["instance_id"]), steps, item["example_instance_ids"]))
+    return out
+
+
+@cache
+def _problems(domain: str, task: str) -> tuple[Problem, ...]:
+    path = data_dir(domain) / "task_1_plan_generation.json"
+    plans = load_plans(path.read_text(encoding="utf-8"), f"{domain}/{path.name}")
+    return tuple(_problem(domain, task, instance, steps, examples) for instance, steps, examples in plans)
+
+
+@cache
+def _description(domain: str, task: str) -> str:
+    raw = (data_dir(domain) / "config.yaml").read_text(encoding="utf-8")
+    intro = yaml.safe_load(raw)["domain_intro"]
+    notes = (resources.files("map_agent.prompts") / task / "task.md").read_text(encoding="utf-8")
+    return "\n".join(line.strip() for line in intro.strip().splitlines()) + "\n\n" + notes.strip()
