@@ -123,8 +123,13 @@ class MAPAgent:
         thread_id = thread_id or uuid.uuid4().hex
         cfg = self._run_config(thread_id)
         existing = self.graph.get_state(cfg)
-        inputs = None if existing.next else {"problem": self.problem.model_dump(mode="json"),
+        if not existing.values:
+            inputs: dict[str, Any] | None = {"problem": self.problem.model_dump(mode="json"),
                                              "config": self.config.model_dump(mode="json")}
+        elif existing.next or existing.tasks:
+            inputs = None  # an interrupted thread: resume from its last checkpoint, keeping finished calls
+        else:
+            return  # this thread has finished already
         for chunk in self.graph.stream(inputs, cfg, stream_mode="updates"):
             for node, update in chunk.items():
                 yield node, update or {}

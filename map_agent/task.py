@@ -150,7 +150,9 @@ class Task(ABC, Generic[S, A, G]):
     def render_goal(self, goal: BaseModel) -> str:
         return self.render_state(goal)
 
-    def prompt_dir(self) -> Path:
+    def prompt_dir(self, problem: Problem | None = None) -> Path:
+        """Where the module prompts for ``problem`` live; tasks whose conditions need different in-context
+        examples (CogEval's Steppath, transfer settings) choose a subfolder per problem."""
         from map_agent.prompts import PROMPT_ROOT
 
         return PROMPT_ROOT / self.name

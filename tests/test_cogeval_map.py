@@ -96,11 +96,6 @@ def test_without_monitor_the_invalid_move_is_counted():
     assert "missing edge 4-9" in result.execution.steps[0].reason
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the core to call Task.prompt_dir(problem): Steppath has its own "
-    "prompt set (three Actor examples) under prompts/cogeval/steppath/",
-)
 def test_steppath_prompt_uses_the_steppath_examples():
     from map_agent.modules.actor import Actor
 

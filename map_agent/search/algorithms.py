@@ -13,8 +13,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from map_agent.modules.schemas import (ActorInput, EvaluatorInput, MonitorInput, OrchestratorInput,
-                                       PredictorInput, TaskDecomposerInput)
+from map_agent.modules.schemas import (
+    ActorInput,
+    EvaluatorInput,
+    MonitorInput,
+    OrchestratorInput,
+    PredictorInput,
+    TaskDecomposerInput,
+)
 from map_agent.search.memo import Ctx, key
 
 
@@ -128,7 +134,7 @@ def search(ctx: Ctx, state: BaseModel, goal: BaseModel, depth: int = 1) -> Choic
     if any(d is None for d in done):
         return None
     branches = [Branch(action=a.model_dump(mode="json"), predicted=s.model_dump(mode="json"), value=depth,
-                       reached_goal=True) for (a, s), d in zip(children, done) if d]
+                       reached_goal=True) for (a, s), d in zip(children, done, strict=True) if d]
     if branches:
         return Choice(chosen=branches[0], branches=branches)
     if not cfg.search:
@@ -152,7 +158,7 @@ def search(ctx: Ctx, state: BaseModel, goal: BaseModel, depth: int = 1) -> Choic
     if any(v is None for v in values):
         return None
     branches = [Branch(action=a.model_dump(mode="json"), predicted=s.model_dump(mode="json"), value=v)
-                for (a, s), v in zip(children, values)]
+                for (a, s), v in zip(children, values, strict=True)]
     best = min(branches, key=lambda b: b.value) if branches else None
     return Choice(chosen=best, branches=branches)
 

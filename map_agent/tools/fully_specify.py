@@ -75,7 +75,7 @@ _TABLE = "<table>"
 _CLEAR = "<clear>"
 
 
-def _blocks_slots(blocks: Iterable[str], atoms: Iterable[Atom]):
+def blocks_slots(blocks: Iterable[str], atoms: Iterable[Atom]):
     """below/above slot values fixed by ``atoms``; None if two atoms give one slot different values."""
     below: dict[str, str] = {}
     above: dict[str, str] = {}
@@ -125,7 +125,7 @@ def _blocks_slots(blocks: Iterable[str], atoms: Iterable[Atom]):
 def check_blocksworld_state(blocks: Iterable[str], state: Iterable[Atom]) -> None:
     """Raise :class:`IllFormedState` unless ``state`` is a complete, valid Blocks World state."""
     blocks = set(blocks)
-    slots = _blocks_slots(blocks, state)
+    slots = blocks_slots(blocks, state)
     if slots is None:
         raise IllFormedState("contradictory Blocks World state (a block in two places, a cycle, two held blocks)")
     below, above, arm_empty, held = slots
@@ -146,7 +146,7 @@ def blocksworld_fully_specify(blocks: Iterable[str], goal: Iterable[Atom]) -> fr
     """``F(goal)`` for Blocks World (any valid initial state with these blocks); None if unsatisfiable."""
     blocks = sorted(set(blocks))
     goal = frozenset(goal)
-    slots = _blocks_slots(blocks, goal)
+    slots = blocks_slots(blocks, goal)
     if slots is None:
         return None
     below, above, arm_empty, held = slots
@@ -184,7 +184,7 @@ def _gripper_types(objects: Iterable[str], init: Iterable[Atom]) -> dict[str, st
     return types
 
 
-def _gripper_slots(types: dict[str, str], atoms: Iterable[Atom], init: frozenset[Atom]):
+def gripper_slots(types: dict[str, str], atoms: Iterable[Atom], init: frozenset[Atom]):
     """robby/ball/gripper slot values fixed by ``atoms``; None if inconsistent or ill-typed."""
     robby: set[str] = set()
     ball: dict[str, tuple[str, str]] = {}
@@ -223,7 +223,7 @@ def check_gripper_state(objects: Iterable[str], state: Iterable[Atom]) -> dict[s
     """Raise :class:`IllFormedState` unless ``state`` is a complete valid Gripper state; return object types."""
     state = frozenset(state)
     types = _gripper_types(objects, state)
-    slots = _gripper_slots(types, state, state)
+    slots = gripper_slots(types, state, state)
     if slots is None:
         raise IllFormedState("contradictory or ill-typed Gripper state (a ball in two places, robby in two rooms)")
     robby, ball, grip = slots
@@ -245,7 +245,7 @@ def gripper_fully_specify(objects: Iterable[str], init: Iterable[Atom], goal: It
     """``F(goal)`` for Gripper from a valid ``init``; None if no reachable state satisfies ``goal``."""
     init = frozenset(init)
     types = check_gripper_state(objects, init)
-    slots = _gripper_slots(types, goal, init)
+    slots = gripper_slots(types, goal, init)
     if slots is None:
         return None
     robby, ball, grip = slots

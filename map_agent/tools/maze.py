@@ -23,7 +23,6 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
 
 import networkx as nx
 import numpy as np
@@ -95,8 +94,9 @@ class Maze(BaseModel):
     agent: Position
     goal: Position
 
-    @cached_property
+    @property
     def wall_mask(self) -> np.ndarray:
+        """Walls as a boolean ``height x width`` array (built on demand: a frozen model stays comparable)."""
         mask = np.zeros((self.height, self.width), dtype=bool)
         if self.walls:
             rows, cols = zip(*self.walls, strict=True)
@@ -235,8 +235,7 @@ def generate_maze(rng: random.Random, width: int, height: int, actions: Sequence
 
 
 def _move_targets(maze: Maze, actions: Sequence[Offset]) -> tuple[np.ndarray, list[np.ndarray]]:
-    """State index of every cell (``-1`` for walls) and, per action, each state's target state (``-1``:
-    illegal)."""
+    """State index of every cell (-1: wall) and, per action, each state's target state (-1: illegal)."""
     free = ~maze.wall_mask
     index = np.full((maze.height, maze.width), -1, dtype=np.int64)
     rows, cols = np.nonzero(free)

@@ -186,8 +186,7 @@ def _tail(path: Path, limit: int) -> str:
 
 def run_script(code: str, epilogue: str = "__result__ = None", limits: SandboxLimits | None = None,
                python: str | None = None) -> SandboxResult:
-    """Run ``code`` then ``epilogue`` in a limited child interpreter; never raises for anything the script
-    does."""
+    """Run ``code`` then ``epilogue`` in a limited child interpreter; nothing the script does raises here."""
     limits = limits or SandboxLimits()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="map-agent-sandbox-") as tmp:

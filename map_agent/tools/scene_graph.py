@@ -80,7 +80,11 @@ def is_isomorphic(first: nx.DiGraph, second: nx.DiGraph) -> bool:
     if first.number_of_nodes() != second.number_of_nodes() or signature(first) != signature(second):
         return False
     a, b = _labelled(first), _labelled(second)
-    if nx.weisfeiler_lehman_graph_hash(a, node_attr="label", iterations=4) != nx.weisfeiler_lehman_graph_hash(
-            b, node_attr="label", iterations=4):
+    # Labels already encode direction (proposition -> argument -> object), so the undirected hash suffices.
+    if _wl_hash(a) != _wl_hash(b):
         return False
     return nx.vf2pp_is_isomorphic(a, b, node_label="label")
+
+
+def _wl_hash(graph: nx.DiGraph) -> str:
+    return nx.weisfeiler_lehman_graph_hash(graph.to_undirected(as_view=True), node_attr="label", iterations=4)

@@ -24,10 +24,10 @@ import math
 from functools import cache, lru_cache
 from importlib import resources
 
-from map_agent.tasks.maze.data import TEST_SETS, MazeProblem, load_test_set
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from map_agent.task import InvalidProblem, Problem, Task, Verdict
+from map_agent.tasks.maze.data import TEST_SETS, MazeProblem, load_test_set
 from map_agent.tools.maze import Maze, SymbolConfig, distances_to, grid_literal, move_error, parse_maze
 
 #: moves allowed beyond the optimal plan length (N = optimal + MARGIN)
@@ -44,8 +44,7 @@ class MazeState(BaseModel):
 
 
 class MazeMove(BaseModel):
-    """Move by an offset of the action set: ``d_row`` rows down and ``d_col`` columns right (negative:
-    up/left)."""
+    """A move by an offset of the action set: ``d_row`` rows down, ``d_col`` columns right."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -141,8 +140,7 @@ class MazeTask(Task[MazeState, MazeMove, MazeState]):
         return state.row == goal.row and state.col == goal.col
 
     def distance(self, state: MazeState, goal: MazeState, problem: Problem) -> float:
-        """Fewest moves, read off value iteration's optimal values for a reward at ``goal`` (cached per
-        target)."""
+        """Fewest moves, read off value iteration's optimal values for a reward at ``goal`` (cached)."""
         maze, _ = self.environment(problem)
         if not (maze.free((state.row, state.col)) and maze.free((goal.row, goal.col))):
             return math.inf
@@ -153,8 +151,7 @@ class MazeTask(Task[MazeState, MazeMove, MazeState]):
         return _description() + "\n\n" + self.environment_text(problem)
 
     def environment_text(self, problem: Problem) -> str:
-        """The maze itself: grid, symbols, start, goal, action set and budget (in-context examples carry
-        theirs)."""
+        """The maze itself: grid, symbols, start, goal, action set and budget (examples carry theirs)."""
         maze, config = self.environment(problem)
         actions = ", ".join(f"(d_row={dr}, d_col={dc})" for dr, dc in config.actions)
         return "\n".join([

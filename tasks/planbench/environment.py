@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from map_agent.task import Execution, InvalidProblem, Problem, StepCheck, Task, Verdict
 from map_agent.tasks.planbench.language import Language
-from map_agent.tasks.planbench.planner import optimal_plan, with_task
+from map_agent.tasks.planbench.planner import BFS_STATES, optimal_plan, with_task
 from map_agent.tools.strips import Atom, GroundAction, PDDLError, Strips, format_atom, parse_atom, validate
 
 #: N = optimal plan length + 4, the MAP paper's text (Methods). Its released code allows optimal length + 3.
@@ -100,6 +100,8 @@ class PlanBenchTask(Task):
     #: PlanBench's one-shot example instance (the prompt of instance k shows k-1; instance 1 is shown only for
     #: instance 2 and is not itself a test instance): the module prompts' examples all come from it.
     ICL_ID: ClassVar[str] = ICL_INSTANCE
+    #: states breadth-first search may visit before the planner hands over to Fast Downward (0: straight there)
+    bfs_states: ClassVar[int] = BFS_STATES
 
     def __init__(self) -> None:
         self._distances: dict[tuple[str, tuple[str, ...], tuple[str, ...]], float] = {}
@@ -129,7 +131,7 @@ class PlanBenchTask(Task):
         return language(self.domain)
 
     def strips(self, problem: Problem) -> Strips:
-        return _strips(self.domain, problem.info["instance"])
+        return instance_model(self.domain, problem.info["instance"])
 
     def static(self, problem: Problem) -> frozenset[Atom]:
         """The unspoken static facts (Logistics' types) that states leave out and the ground truth needs."""
@@ -176,17 +178,37 @@ class PlanBenchTask(Task):
         """Exact: the length of an optimal plan (see ``planner``), cached, with every state on that plan."""
         key = (problem.id, state.facts, goal.facts)
         if key not in self._distances:
-            strips = with_task(self.strips(problem), self.world(state, problem), goal.atoms())
-            steps = optimal_plan(strips, data_dir(self.domain) / "domain.pddl", _domain_name(self.domain))
-            if steps is None:
+            path = self.optimal_path(state, goal, problem)
+            if path is None:
                 self._distances[key] = float("inf")
             else:
-                current = state
-                for i, step in enumerate(steps):
-                    self._distances[(problem.id, current.facts, goal.facts)] = float(len(steps) - i)
-                    current = self.apply(current, self.Action(name=step.name, args=step.args), problem)
-                self._distances[(problem.id, current.facts, goal.facts)] = 0.0
+                for i, (_, on_path) in enumerate(path):
+                    self._distances[(problem.id, on_path.facts, goal.facts)] = float(len(path) - i - 1)
         return self._distances[key]
+
+    def optimal_path(self, state: _Facts, goal: _Facts, problem: Problem) -> list[tuple[_Action | None, _Facts]] | None:
+        """An optimal plan from ``state`` as (action, state reached) pairs, ``(None, state)`` first; None if the
+        goal cannot be reached."""
+        strips = with_task(self.strips(problem), self.world(state, problem), goal.atoms())
+        steps = optimal_plan(strips, data_dir(self.domain) / "domain.pddl", domain_name(self.domain),
+                             self.bfs_states)
+        if steps is None:
+            return None
+        path: list[tuple[_Action | None, _Facts]] = [(None, state)]
+        for step in steps:
+            action = self.Action(name=step.name, args=step.args)
+            path.append((action, self.apply(path[-1][1], action, problem)))
+        return path
+
+    def oracle_subgoals(self, state: _Facts, goal: _Facts, n_subgoals: int, problem: Problem) -> list[_Facts]:
+        """The oracle TaskDecomposer: ``n_subgoals`` states evenly spaced on an optimal plan (the core's rule),
+        found by the planner instead of breadth-first search, which Logistics' state spaces defeat."""
+        path = self.optimal_path(state, goal, problem)
+        if path is None or len(path) <= 2:
+            return [goal]
+        n = len(path) - 1
+        picks = sorted({round(n * (i + 1) / (n_subgoals + 1)) for i in range(n_subgoals)} - {0, n})
+        return [self.as_goal(path[i][1]) for i in picks] or [goal]
 
     def as_goal(self, state: _Facts) -> _Facts:
         return self.Goal(facts=state.facts)
@@ -244,14 +266,14 @@ def _domain_text(domain: str) -> str:
 
 
 @cache
-def _domain_name(domain: str) -> str:
+def domain_name(domain: str) -> str:
     from map_agent.tools.strips import parse_domain_text
 
     return str(parse_domain_text(_domain_text(domain), f"{domain}/domain.pddl").name)
 
 
 @cache
-def _strips(domain: str, instance: str) -> Strips:
+def instance_model(domain: str, instance: str) -> Strips:
     path = data_dir(domain) / "instances" / f"instance-{instance}.pddl"
     try:
         text = path.read_text(encoding="utf-8")
@@ -286,7 +308,7 @@ def optimal_lengths(domain: str) -> dict[str, int]:
 
 
 def _problem(domain: str, task: str, instance: str, plan: list[str], examples: list[int] | None) -> Problem:
-    strips = _strips(domain, instance)
+    strips = instance_model(domain, instance)
     hidden = language(domain).hidden
     source = f"{domain}/optimal_lengths.json"
     if instance not in optimal_lengths(domain):

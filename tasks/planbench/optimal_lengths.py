@@ -14,11 +14,13 @@ import json
 import time
 from datetime import date
 
-from map_agent.tasks.planbench.environment import (ICL_INSTANCE, _domain_name, _strips, data_dir, load_plans)
+from map_agent.tasks import planbench
+from map_agent.tasks.planbench.environment import ICL_INSTANCE, data_dir, domain_name, instance_model, load_plans
 from map_agent.tasks.planbench.planner import optimal_plan
 from map_agent.tools.strips import validate
 
-DOMAINS = ("mystery_blocksworld", "logistics")
+TASKS = {"mystery_blocksworld": planbench.MysteryBlocksworldTask, "logistics": planbench.LogisticsTask}
+DOMAINS = tuple(TASKS)
 
 
 def compute(domain: str) -> dict:
@@ -28,8 +30,8 @@ def compute(domain: str) -> dict:
     lengths: dict[str, int] = {}
     started = time.perf_counter()
     for instance in sorted(plans, key=int):
-        strips = _strips(domain, instance)
-        plan = optimal_plan(strips, data_dir(domain) / "domain.pddl", _domain_name(domain))
+        strips = instance_model(domain, instance)
+        plan = optimal_plan(strips, data_dir(domain) / "domain.pddl", domain_name(domain), TASKS[domain].bfs_states)
         if plan is None or not validate(strips, plan).valid:
             raise SystemExit(f"{domain} instance {instance}: the planner's plan does not validate")
         truth = plans[instance]
@@ -38,15 +40,20 @@ def compute(domain: str) -> dict:
         lengths[instance] = len(plan)
     seconds = time.perf_counter() - started
     shorter = sum(1 for i, n in lengths.items() if plans[i] and n < len(plans[i]))
-    return {"method": "breadth-first search (<= 5000 states), else Fast Downward astar(lmcut()): optimal",
+    bfs = TASKS[domain].bfs_states
+    return {"method": (f"breadth-first search (<= {bfs} states), else " if bfs else "") +
+                      "Fast Downward astar(lmcut()): optimal",
             "computed": date.today().isoformat(), "seconds": round(seconds, 1),
             "shorter_than_ground_truth": shorter, "lengths": lengths}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("domains", nargs="*", choices=[*DOMAINS, []], help="default: both")
-    for domain in parser.parse_args().domains or DOMAINS:
+    parser.add_argument("domains", nargs="*", help=f"any of {', '.join(DOMAINS)} (default: both)")
+    domains = parser.parse_args().domains or list(DOMAINS)
+    for unknown in set(domains) - set(DOMAINS):
+        parser.error(f"unknown domain {unknown!r}; known: {', '.join(DOMAINS)}")
+    for domain in domains:
         table = compute(domain)
         out = data_dir(domain) / "optimal_lengths.json"
         out.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n", encoding="utf-8")

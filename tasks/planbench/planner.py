@@ -1,4 +1,4 @@
-"""Optimal plans for PlanBench states: breadth-first search when the state space is small, else Fast Downward.
+"""Optimal plans for PlanBench states: breadth-first search where state spaces are small, else Fast Downward.
 
 The oracle Evaluator and Actor need the exact distance from many states, and N = optimal length + 4 needs the
 optimal length of every instance. Breadth-first search (``map_agent.tools.strips``) is exact and fast on Mystery
@@ -9,6 +9,7 @@ optimal, ~0.5 s a call, mostly the translator.
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 import tempfile
@@ -17,7 +18,7 @@ from pathlib import Path
 from map_agent.tools.strips import Atom, GroundAction, Strips, breadth_first_plan, format_atom
 
 #: breadth-first search gives up past this many states and hands the problem to Fast Downward
-BFS_STATES = 5_000
+BFS_STATES = 50_000
 FD_SEARCH = "astar(lmcut())"
 
 
@@ -26,9 +27,15 @@ class PlannerError(RuntimeError):
 
 
 def with_task(strips: Strips, state: frozenset[Atom], goal: frozenset[Atom]) -> Strips:
-    """The same domain and objects with another initial state and positive goal."""
-    return Strips(name=strips.name, objects=strips.objects, type_parents=strips.type_parents,
-                  schemas=strips.schemas, initial=frozenset(state), goal_pos=frozenset(goal), goal_neg=frozenset())
+    """The same domain and objects with another initial state and positive goal.
+
+    ``Strips`` has no such constructor yet (asked for); a shallow copy shares the compiled schemas, and dropping
+    the cached relaxed-reachable ``actions`` keeps them from leaking across initial states.
+    """
+    clone = copy.copy(strips)
+    clone.__dict__.pop("actions", None)
+    clone.initial, clone.goal_pos, clone.goal_neg = frozenset(state), frozenset(goal), frozenset()
+    return clone
 
 
 def problem_text(strips: Strips, domain_name: str) -> str:
@@ -64,11 +71,14 @@ def fast_downward(strips: Strips, domain_file: Path, domain_name: str, timeout: 
                 if line.strip() and not line.startswith(";")]
 
 
-def optimal_plan(strips: Strips, domain_file: Path, domain_name: str) -> list[GroundAction] | None:
-    """A shortest plan from ``strips.initial`` to its goal, or None when there is none."""
-    try:
-        return breadth_first_plan(strips, max_states=BFS_STATES)
-    except RuntimeError:
-        pass
+def optimal_plan(strips: Strips, domain_file: Path, domain_name: str,
+                 bfs_states: int = BFS_STATES) -> list[GroundAction] | None:
+    """A shortest plan from ``strips.initial`` to its goal, or None when there is none: breadth-first search
+    up to ``bfs_states`` states (0: none), then Fast Downward."""
+    if bfs_states > 0:
+        try:
+            return breadth_first_plan(strips, max_states=bfs_states)
+        except RuntimeError:
+            pass
     steps = fast_downward(strips, domain_file, domain_name)
     return None if steps is None else [strips.parse_action(s) for s in steps]

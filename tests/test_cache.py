@@ -1,0 +1,55 @@
+"""The diskcache prompt cache: reruns are free, keys are canonical, secrets and endpoints stay out."""
+
+from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+from map_agent import MAPAgent
+from map_agent.llm import DiskPromptCache, make_chat_model
+from map_agent.llm.cache import cache_key, canonical_llm_string
+from map_agent.modules import OracleChatModel
+from map_agent.tasks import hanoi
+
+
+class CountingOracle(OracleChatModel):
+    """Ground-truth replies, counting the requests that actually reach the model."""
+
+    calls: int = 0
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+        self.calls += 1
+        return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+
+
+def test_second_identical_run_makes_zero_model_calls(tmp_path):
+    cache = DiskPromptCache(tmp_path / "c")
+    first_llm = CountingOracle()
+    first = MAPAgent(hanoi.problem(7), llm=first_llm, cache=cache).plan()
+    second_llm = CountingOracle()
+    second = MAPAgent(hanoi.problem(7), llm=second_llm, cache=cache).plan()
+    assert first_llm.calls > 0 and second_llm.calls == 0
+    assert first.usage.total.cache_hits == 0
+    assert second.usage.total.cache_hits == second.usage.total.model_calls == first.usage.total.model_calls
+    assert second.usage.total.input_tokens == 0  # hits cost no tokens
+    assert [a.model_dump() for a in second.actions] == [a.model_dump() for a in first.actions]
+
+
+def test_cache_survives_a_new_process_directory_handle(tmp_path):
+    DiskPromptCache(tmp_path).update("p", "m", [])
+    assert DiskPromptCache(tmp_path).lookup("p", "m") == []
+
+
+def test_key_ignores_secrets_and_endpoints_but_not_model_or_parameters():
+    a = make_chat_model("openai", "gpt-4o", api_key="sk-one", base_url="http://a:1/v1", cache=False)
+    b = make_chat_model("openai", "gpt-4o", api_key="sk-two", base_url="http://b:2/v1", cache=False)
+    c = make_chat_model("openai", "gpt-4o-mini", api_key="sk-one", cache=False)
+    la, lb, lc = (m._get_llm_string(temperature=0) for m in (a, b, c))
+    assert cache_key("p", la) == cache_key("p", lb)
+    assert cache_key("p", la) != cache_key("p", lc)
+    assert cache_key("p", la) != cache_key("p", a._get_llm_string(temperature=0.7))
+    assert "sk-one" not in canonical_llm_string(la) and "http://a" not in canonical_llm_string(la)
+
+
+def test_sample_index_gets_its_own_entry(tmp_path):
+    llm = FakeListChatModel(responses=["one", "two"], cache=DiskPromptCache(tmp_path))
+    assert llm.invoke("hi", seed=0).content == "one"
+    assert llm.invoke("hi", seed=1).content == "two"
+    assert llm.invoke("hi", seed=0).content == "one"  # served from the cache

