@@ -9,9 +9,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -170,12 +171,28 @@ def _as_cache(cache: BaseCache | str | Path | bool | None) -> BaseCache | bool:
     return DiskPromptCache(None if cache in (None, True) else cache)
 
 
-def module_provider(llm: BaseChatModel | None):
-    """Modules per (problem, config), built once: prompts are read and examples validated a single time."""
+def module_provider(llm: BaseChatModel | Callable[[], BaseChatModel] | None):
+    """Modules per (problem, config), built once: prompts are read and examples validated a single time.
+
+    ``llm`` may be a zero-argument factory: the model is then built on the first module that needs one (a served
+    graph loads no model until a run asks for it, and never inside the server's event loop).
+    """
+    lock = threading.Lock()
+    built: list[BaseChatModel] = []
+
+    def chat_model() -> BaseChatModel | None:
+        if llm is None or isinstance(llm, BaseChatModel):
+            return llm
+        with lock:
+            if not built:
+                built.append(llm())
+        return built[0]
 
     @lru_cache(maxsize=64)
     def modules(task_name: str, problem_json: str, config_json: str) -> dict[str, Module]:
         problem = Problem.model_validate_json(problem_json)
-        return build_modules(get_task(task_name), problem, Resolved.model_validate_json(config_json), llm)
+        config = Resolved.model_validate_json(config_json)
+        needs_llm = "llm" in config.modules.values()
+        return build_modules(get_task(task_name), problem, config, chat_model() if needs_llm else None)
 
     return lambda task, problem, config: modules(task.name, problem.model_dump_json(), config.model_dump_json())

@@ -19,7 +19,7 @@ from map_agent.task import MODULES
 
 @cache
 def _graph(backend: str, model: str | None):
-    llm = None if backend == "oracle" else make_chat_model(backend, model, cache=DiskPromptCache())
+    llm = None if backend == "oracle" else (lambda: make_chat_model(backend, model, cache=DiskPromptCache()))
     # MAPAgent derives the recursion limit from each problem's N, B, L; a served graph does not know the problem
     # up front, so its default covers the largest configuration MAPConfig allows with N <= 60 (a client may
     # still pass its own recursion_limit)
