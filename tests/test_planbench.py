@@ -157,8 +157,10 @@ def test_execute_follows_planbench_an_invalid_step_invalidates_the_plan():
     assert ex.n_invalid == 1 and not ex.solved
     assert ex.steps[0].valid is False and "pain object d" in ex.steps[0].reason
     assert not MBW.execute(p, plan[:-1]).solved
-    long_plan = plan[:2] + [MBW.Action.model_validate("(feast d c)")] * 0 + plan[2:]
-    assert MBW.execute(p, long_plan).solved
+    assert MBW.execute(p, plan).solved
+    too_long = MBW.execute(p, plan + [MBW.Action.model_validate("(feast c a)"),
+                                      MBW.Action.model_validate("(overcome c a)")] * 3)
+    assert too_long.n_actions > p.max_actions and too_long.n_invalid == 0 and not too_long.solved
 
 
 @pytest.mark.parametrize("task,ids", [(MBW, ["2", "57", "300", "501"]), (LOG, ["2", "3", "10"])],
@@ -168,11 +170,13 @@ def test_distance_is_the_optimal_plan_length_and_falls_by_one_along_it(task, ids
         p = task.problem(pid)
         s, g = task.start(p), task.goal(p)
         assert task.distance(s, g, p) == p.optimal_length
-        for a in actions(task, p)[: p.optimal_length] if len(p.info["ground_truth_plan"]) == p.optimal_length \
-                else []:
+        if len(p.info["ground_truth_plan"]) != p.optimal_length:
+            continue
+        for a in actions(task, p):  # an optimal plan: every step brings the goal one action closer
             before = task.distance(s, g, p)
             s = task.apply(s, a, p)
             assert task.distance(s, g, p) == before - 1
+        assert task.distance(s, g, p) == 0
     p = task.problem(ids[0])
     assert task.distance(task.start(p), task.as_goal(task.start(p)), p) == 0
 
