@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
+from collections import OrderedDict
 from typing import Any, ClassVar
 
 from langchain_community.chat_models import ChatLlamaCpp
@@ -43,11 +45,37 @@ class LocalChatModel(ChatLlamaCpp):
     """
 
     json_schema_decoding: ClassVar[bool] = True
+    #: llama.cpp contexts kept warm, one per distinct system prompt (that is, per MAP module and task)
+    max_contexts: int = 6
     _lock: threading.Lock
+    _contexts: OrderedDict
 
     def model_post_init(self, context: Any) -> None:
         super().model_post_init(context)
         self._lock = threading.Lock()
+        self._contexts = OrderedDict()
+
+    def _context_for(self, messages: list[BaseMessage]) -> Any:
+        """The llama.cpp context whose KV cache already holds this prompt's prefix.
+
+        A context re-evaluates only the tokens after the longest prefix it shares with its previous prompt. MAP
+        alternates modules whose prompts differ from the first token (task description + role + examples), so
+        one shared context would re-read ~700 tokens on every call; one context per system prompt re-reads only
+        the new input. Contexts share the memory-mapped weights; least recently used ones are dropped.
+        """
+        key = hashlib.sha1(str(messages[0].content if messages else "").encode()).hexdigest()
+        if key in self._contexts:
+            self._contexts.move_to_end(key)
+            return self._contexts[key]
+        if not self._contexts:
+            client = self.client
+        else:
+            client = type(self.client)(model_path=self.model_path, n_ctx=self.n_ctx, n_threads=self.n_threads,
+                                       n_batch=self.n_batch, lora_path=self.lora_path, verbose=self.verbose)
+        self._contexts[key] = client
+        if len(self._contexts) > self.max_contexts:
+            self._contexts.popitem(last=False)
+        return client
 
     @staticmethod
     def response_format_for(schema: dict) -> dict:
@@ -56,7 +84,12 @@ class LocalChatModel(ChatLlamaCpp):
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
         with self._lock:
-            result = super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+            default = self.client
+            self.client = self._context_for(messages)
+            try:
+                result = super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+            finally:
+                self.client = default
         usage = (result.llm_output or {}).get("token_usage") or {}
         for gen in result.generations:
             if isinstance(gen.message, AIMessage) and usage:

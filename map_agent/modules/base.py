@@ -148,7 +148,10 @@ class LLMModule(Module):
                     raise ValueError(f"{example_file}: example {i}: missing field {e}") from None
                 except ValidationError as e:
                     raise ValueError(f"{example_file}: example {i}: {_short(e)}") from None
-                messages += [HumanMessage(self.render(inp)), AIMessage(out.model_dump_json())]
+                # an example from another instance than the one described above carries its own "context"
+                # (e.g. its maze), shown before its input
+                context = f"{shot['context'].strip()}\n\n" if shot.get("context") else ""
+                messages += [HumanMessage(context + self.render(inp)), AIMessage(out.model_dump_json())]
         return messages
 
     def messages(self, inp: BaseModel) -> list[BaseMessage]:
