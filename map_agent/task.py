@@ -164,29 +164,34 @@ class Task(ABC, Generic[S, A, G]):
         An invalid action is one the environment rejects, whatever the Monitor said. The paper's "% solved" is
         ``solved``: the final state achieves the goal within N actions and no action was invalid.
         """
-        state = self.start(problem)
-        goal = self.goal(problem)
-        invalid: list[int] = []
-        steps: list[StepCheck] = []
         actions = list(actions)
+        state, steps = self.replay(problem, actions)
+        reached = self.satisfies(state, self.goal(problem), problem)
+        n_invalid = sum(not s.valid for s in steps)
+        return Execution(
+            n_actions=len(actions),
+            n_invalid=n_invalid,
+            goal_reached=reached,
+            solved=reached and len(actions) <= problem.max_actions and not n_invalid,
+            final_state=state.model_dump(mode="json"),
+            steps=steps,
+        )
+
+    def replay(self, problem: Problem, actions: Iterable[A]) -> tuple[S, list[StepCheck]]:
+        """Apply a plan from the start state, the environment judging each action; an invalid one is skipped
+        (the state stays as it was). Tasks with their own metric build it on this."""
+        state = self.start(problem)
+        steps: list[StepCheck] = []
         for i, action in enumerate(actions):
             verdict = self.check(state, action, problem)
             steps.append(StepCheck(index=i, action=action.model_dump(mode="json"), valid=verdict.valid,
                                    reason=verdict.reason))
-            if verdict.valid:
-                state = self.apply(state, action, problem)
-            else:
-                invalid.append(i)
-        reached = self.satisfies(state, goal, problem)
-        within = len(actions) <= problem.max_actions
-        return Execution(
-            n_actions=len(actions),
-            n_invalid=len(invalid),
-            goal_reached=reached,
-            solved=reached and within and not invalid,
-            final_state=state.model_dump(mode="json"),
-            steps=steps,
-        )
+            state = self.apply(state, action, problem) if verdict.valid else self.after_invalid(state, action, problem)
+        return state, steps
+
+    def after_invalid(self, state: S, action: A, problem: Problem) -> S:
+        """Where an invalid action leaves the environment when a plan is scored: by default nowhere new."""
+        return state
 
 
 class StepCheck(BaseModel):

@@ -38,7 +38,7 @@ from typing import Any
 import networkx as nx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from map_agent.task import Execution, InvalidProblem, Problem, StepCheck, Task, Verdict
+from map_agent.task import Execution, InvalidProblem, Problem, Task, Verdict
 
 from .graph import RoomGraph
 from .templates import GRAPH_SOURCES, template_graph
@@ -184,35 +184,17 @@ class CogEvalTask(Task[Room, Move, Target]):
         return Target(room=state.room)
 
     # -- scoring ---------------------------------------------------------------------------------------------
-    def execute(self, problem: Problem, actions: Iterable[Move]) -> Execution:
-        """Walk the plan through the rooms it names (an invalid move still moves, and is counted).
+    def after_invalid(self, state: Room, action: Move, problem: Problem) -> Room:
+        """MAP's scoring walks the plan through the rooms it names: a move along a missing door still moves."""
+        return self.apply(state, action, problem) if action.room in graph_of(problem).rooms else state
 
-        ``solved`` is the paper's "% solved" made exact: no invalid move, the final state satisfies the goal
-        (the target room, no other chest collected), within N and in exactly the optimal number of moves.
-        """
-        state = self.start(problem)
-        steps: list[StepCheck] = []
+    def execute(self, problem: Problem, actions: Iterable[Move]) -> Execution:
+        """``solved`` is the paper's "% solved" made exact: no invalid move, the final state satisfies the goal
+        (the target room, no other chest collected), within N and in exactly the optimal number of moves."""
         actions = list(actions)
-        for i, action in enumerate(actions):
-            verdict = self.check(state, action, problem)
-            steps.append(
-                StepCheck(
-                    index=i, action=action.model_dump(mode="json"), valid=verdict.valid, reason=verdict.reason
-                )
-            )
-            if action.room in graph_of(problem).rooms:
-                state = self.apply(state, action, problem)
-        n_invalid = sum(not s.valid for s in steps)
-        reached = self.satisfies(state, self.goal(problem), problem)
+        execution = super().execute(problem, actions)
         optimal = problem.optimal_length is None or len(actions) == problem.optimal_length
-        return Execution(
-            n_actions=len(actions),
-            n_invalid=n_invalid,
-            goal_reached=reached,
-            solved=reached and not n_invalid and optimal and len(actions) <= problem.max_actions,
-            final_state=state.model_dump(mode="json"),
-            steps=steps,
-        )
+        return execution.model_copy(update={"solved": execution.solved and optimal})
 
     def optimal_paths(self, problem: Problem) -> list[list[int]]:
         """Every optimal room sequence for a problem, by the environment's rules (not the data file's)."""
