@@ -132,6 +132,12 @@ class Task(ABC, Generic[S, A, G]):
         """
         return shortest_path(self, state, goal, problem).distance
 
+    def oracle_subgoals(self, state: S, goal: G, n_subgoals: int, problem: Problem) -> list[G] | None:
+        """The subgoals a perfect TaskDecomposer sets, when the task knows them (StrategyQA's annotated
+        decomposition; a planner's landmarks). ``None`` lets the oracle take states evenly spaced on
+        ``shortest_path``."""
+        return None
+
     def as_goal(self, state: S) -> G:
         """A full state used as a (sub)goal: the oracle TaskDecomposer's subgoals are states on an optimal path."""
         return self.Goal.model_validate(state.model_dump())  # type: ignore[return-value]

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from map_agent.tools.equivalence import equivalence
+from map_agent.tools.equivalence import equivalence, static_facts
 from map_agent.tools.fully_specify import fully_specify, fully_specify_by_search
 from map_agent.tools.scene_graph import is_isomorphic, problem_graph, scene_graph
 from map_agent.tools.strips import Atom, Strips
@@ -205,17 +205,22 @@ def apply_map(atoms, mapping) -> frozenset[Atom]:
 
 def brute_force_equivalent(p1: Strips, p2: Strips, placeholder: bool) -> bool:
     """Definition 2 by enumeration: a bijection mapping initial states and goal-state sets; in placeholder mode
-    additionally any permutation of the objects in the second problem's goal (Theorem 1)."""
+    additionally any permutation of the objects in the second problem's goal (Theorem 1) that keeps its static
+    facts -- a ball may stand in for a ball, not for a room -- and keeps an achievable goal achievable (without
+    grippers, renaming rooms in a goal can make it impossible, and two impossible goals would count as equal)."""
     if len(p1.objects) != len(p2.objects):
         return False
     states_1, states_2 = reachable(p1), reachable(p2)
     goal_states_1 = frozenset(s for s in states_1 if p1.goal_pos <= s)
     names_1, names_2 = sorted(p1.objects), sorted(p2.objects)
     goals_2 = {p2.goal_pos}
-    if placeholder:
-        goals_2 = {apply_map(p2.goal_pos, dict(zip(names_2, perm, strict=True)))
-                   for perm in itertools.permutations(names_2)}
+    if placeholder:  # permutations that keep the static facts (Gripper's room/ball/gripper types)
+        static = static_facts(p2)
+        perms = [dict(zip(names_2, perm, strict=True)) for perm in itertools.permutations(names_2)]
+        goals_2 = {apply_map(p2.goal_pos, pi) for pi in perms if apply_map(static, pi) == static}
     goal_sets_2 = {frozenset(s for s in states_2 if g <= s) for g in goals_2}
+    if frozenset(s for s in states_2 if p2.goal_pos <= s):  # a renaming must keep an achievable goal achievable
+        goal_sets_2.discard(frozenset())
     for perm in itertools.permutations(names_2):
         sigma = dict(zip(names_1, perm, strict=True))
         if apply_map(p1.initial, sigma) != p2.initial:

@@ -285,16 +285,16 @@ def test_llm_modules_build_their_prompts_from_the_files(task):
     from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
     from map_agent.modules import LLM_MODULES
+    from map_agent.modules.base import make_input
 
     p = task.problem(2)
+    action = task.legal_actions(task.start(p), p)[0].model_dump()
+    raw = {"state": p.start, "goal": p.goal, "action": action, "n_actions": 1, "n_subgoals": 1}
     for name, module in LLM_MODULES.items():
-        messages = module(task, p, FakeListChatModel(responses=["{}"])).messages(
-            __import__("map_agent.modules.base", fromlist=["make_input"]).make_input(
-                name, task, {"state": p.start, "goal": p.goal, "action": {"name": "attack", "args": ["a"]}
-                             if task is MBW else {"name": "fly-airplane", "args": ["a0", "l0-0", "l1-0"]},
-                             "n_actions": 1, "n_subgoals": 1}))
+        messages = module(task, p, FakeListChatModel(responses=["{}"])).messages(make_input(name, task, raw))
         assert "As initial conditions I have that" in messages[-1].content
-        assert "I have" in messages[0].content  # PlanBench's domain introduction
+        assert messages[0].content.startswith("I ")  # PlanBench's domain introduction opens every prompt
+        assert len(messages) == 2 + 2 * EXAMPLES[task][module.stem]  # system, examples, the question
 
 
 # -- MAP with all-oracle modules ---------------------------------------------------------------------------------
@@ -323,3 +323,22 @@ def test_map_with_oracle_modules_solves_a_fifth_of_mystery_blocksworld():
 @pytest.mark.slow
 def test_map_with_oracle_modules_solves_larger_logistics_problems():
     _solve_all(LOG, [p for p in LOG.problems("test") if 7 <= p.optimal_length <= 14][:4])
+
+
+@pytest.mark.parametrize("task,pid,n", [(MBW, "57", 1), (MBW, "300", 2), (LOG, "3", 1), (LOG, "10", 2)],
+                         ids=["mbw-1", "mbw-2", "logistics-1", "logistics-2"])
+def test_oracle_subgoals_lie_evenly_on_an_optimal_plan(task, pid, n):
+    p = task.problem(pid)
+    start, goal = task.start(p), task.goal(p)
+    subgoals = task.oracle_subgoals(start, goal, n, p)
+    assert len(subgoals) == n
+    for sub in subgoals:
+        to_sub = task.distance(start, sub, p)
+        assert 0 < to_sub < p.optimal_length
+        assert to_sub + task.distance(task.State(facts=sub.facts), goal, p) == p.optimal_length
+
+
+def test_states_drop_implicit_type_facts_and_reject_unknown_predicates():
+    assert LOG.State(facts=["(OBJ p0)", "(at p0 l0-0)"]).facts == ("(at p0 l0-0)",)
+    with pytest.raises(ValueError, match="unknown predicate"):
+        MBW.State(facts=["(on a b)"])

@@ -5,9 +5,8 @@ with its ``predicate``); each argument of a proposition is an edge from the prop
 the ``predicate``, the argument ``position`` (0-based) and the ``scene`` (``"init"`` or ``"goal"``). A problem
 graph is the union of an initial and a goal scene over the same object nodes.
 
-Isomorphism (an edge- and type-preserving bijection) is decided with networkx's VF2++ on a *labelled* copy
-in which every edge is subdivided by a node labelled with its position: VF2++ matches node labels only, and its
-label-driven ordering is what keeps 60-block towers fast.
+Isomorphism (an edge- and type-preserving bijection) is decided by colour refinement with individualisation
+(see :func:`is_isomorphic`).
 
 Example:
     >>> g = scene_graph({"a": None, "b": None}, [("on", "a", "b")], "init")
@@ -51,19 +50,6 @@ def _label(data: dict) -> str:
     return f"{data['scene']}:{data['predicate']}"
 
 
-def _labelled(graph: nx.DiGraph) -> nx.DiGraph:
-    """``graph`` with each edge subdivided by a node labelled by the argument position."""
-    out = nx.DiGraph()
-    for node, data in graph.nodes(data=True):
-        out.add_node(node, label=_label(data))
-    for u, v, data in graph.edges(data=True):
-        mid = ("argument", u, data["position"])
-        out.add_node(mid, label=f"argument:{data['position']}")
-        out.add_edge(u, mid)
-        out.add_edge(mid, v)
-    return out
-
-
 def signature(graph: nx.DiGraph) -> tuple:
     """A cheap isomorphism invariant: label counts and the multiset of (label, in/out-degree) pairs."""
     labels = Counter(_label(d) for _, d in graph.nodes(data=True))
@@ -75,16 +61,60 @@ def signature(graph: nx.DiGraph) -> tuple:
 def is_isomorphic(first: nx.DiGraph, second: nx.DiGraph) -> bool:
     """Whether a type-, label- and position-preserving bijection maps ``first`` onto ``second``.
 
-    Rejects early on :func:`signature`, then on Weisfeiler-Lehman hashes, and only then runs VF2++.
+    Rejects early on :func:`signature`; then runs colour refinement (1-WL) on both graphs jointly, so colours
+    are comparable, and individualises one node per step with backtracking (the individualisation-refinement
+    scheme of nauty). Scene graphs are highly symmetric (fifty interchangeable balls in a room), which makes
+    plain VF2/VF2++ backtrack exponentially, while refinement settles a symmetric class in one choice.
     """
     if first.number_of_nodes() != second.number_of_nodes() or signature(first) != signature(second):
         return False
-    a, b = _labelled(first), _labelled(second)
-    # Labels already encode direction (proposition -> argument -> object), so the undirected hash suffices.
-    if _wl_hash(a) != _wl_hash(b):
+    index: dict = {}
+    labels: list[str] = []
+    for side, graph in enumerate((first, second)):
+        for node, data in graph.nodes(data=True):
+            index[(side, node)] = len(labels)
+            labels.append(_label(data))
+    neighbours: list[list[tuple[tuple[str, int], int]]] = [[] for _ in labels]
+    for side, graph in enumerate((first, second)):
+        for u, v, data in graph.edges(data=True):
+            a, b = index[(side, u)], index[(side, v)]
+            neighbours[a].append((("out", data["position"]), b))
+            neighbours[b].append((("in", data["position"]), a))
+    n_first = first.number_of_nodes()
+    names = {label: i for i, label in enumerate(sorted(set(labels)))}
+    colours = _refine([names[label] for label in labels], neighbours)
+    return _search(colours, neighbours, n_first)
+
+
+def _refine(colours: list[int], neighbours) -> list[int] | None:
+    """The coarsest equitable refinement of ``colours`` (canonical numbering, both graphs at once)."""
+    count = len(set(colours))
+    while True:
+        signatures = [(colours[v], tuple(sorted((label, colours[u]) for label, u in neighbours[v])))
+                      for v in range(len(colours))]
+        numbering = {sig: i for i, sig in enumerate(sorted(set(signatures)))}
+        colours = [numbering[sig] for sig in signatures]
+        if len(numbering) == count:
+            return colours
+        count = len(numbering)
+
+
+def _search(colours: list[int], neighbours, n_first: int) -> bool:
+    cells: dict[int, tuple[list[int], list[int]]] = {}
+    for v, c in enumerate(colours):
+        cells.setdefault(c, ([], []))[v >= n_first].append(v)
+    if any(len(a) != len(b) for a, b in cells.values()):
         return False
-    return nx.vf2pp_is_isomorphic(a, b, node_label="label")
-
-
-def _wl_hash(graph: nx.DiGraph) -> str:
-    return nx.weisfeiler_lehman_graph_hash(graph.to_undirected(as_view=True), node_attr="label", iterations=4)
+    open_cells = [cell for cell in cells.values() if len(cell[0]) > 1]
+    if not open_cells:
+        mapping = {a[0]: b[0] for a, b in cells.values()}
+        return all(sorted((lab, mapping[u]) for lab, u in neighbours[v])
+                   == sorted(neighbours[mapping[v]]) for v in range(n_first))
+    left, right = min(open_cells, key=lambda cell: len(cell[0]))
+    fresh = max(colours) + 1
+    for candidate in right:
+        trial = list(colours)
+        trial[left[0]] = trial[candidate] = fresh
+        if _search(_refine(trial, neighbours), neighbours, n_first):
+            return True
+    return False

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from map_agent.task import Execution, InvalidProblem, Problem, StepCheck, Task, Verdict
+from map_agent.task import Execution, InvalidProblem, Problem, Task, Verdict
 from map_agent.tasks.planbench.language import Language
 from map_agent.tasks.planbench.planner import BFS_STATES, optimal_plan, with_task
 from map_agent.tools.strips import Atom, GroundAction, PDDLError, Strips, format_atom, parse_atom, validate
@@ -28,6 +28,11 @@ EXTRA_ACTIONS = 4
 DATA = "data"
 #: PlanBench's one-shot example instance, the source of every in-context example in the module prompts
 ICL_INSTANCE = "1"
+
+
+#: Exact distances, shared by every instance of a task in the process (the core builds tasks per call): the
+#: ground truth never changes, and a Logistics distance costs a planner call.
+_DISTANCES: dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], float] = {}
 
 
 def data_dir(domain: str) -> Path:
@@ -58,7 +63,10 @@ class _Facts(BaseModel):
             if not isinstance(item, str):
                 raise ValueError(f"a fact must be a string, got {item!r}")
             atom = lang.parse_fact(item)
-            atoms.add((atom[0], *(lang.parse_object(a) for a in atom[1:])))
+            if atom[0] not in lang.predicates:
+                raise ValueError(f"unknown predicate in {item!r}; the predicates are {', '.join(lang.predicates)}")
+            if atom[0] not in lang.hidden:  # unspoken static facts are implicit (the task adds them back)
+                atoms.add((atom[0], *(lang.parse_object(a) for a in atom[1:])))
         return tuple(format_atom(a) for a in sorted(atoms))
 
     def atoms(self) -> frozenset[Atom]:
@@ -88,9 +96,6 @@ class _Action(BaseModel):
                      "args": [lang.parse_object(str(a)) for a in value["args"]]}
         return value
 
-    def text(self) -> str:
-        return format_atom((self.name, *self.args))
-
 
 class PlanBenchTask(Task):
     """A PlanBench plan-generation domain as a MAP task (subclasses name the domain and the paper's setup)."""
@@ -102,9 +107,6 @@ class PlanBenchTask(Task):
     ICL_ID: ClassVar[str] = ICL_INSTANCE
     #: states breadth-first search may visit before the planner hands over to Fast Downward (0: straight there)
     bfs_states: ClassVar[int] = BFS_STATES
-
-    def __init__(self) -> None:
-        self._distances: dict[tuple[str, tuple[str, ...], tuple[str, ...]], float] = {}
 
     # -- data --------------------------------------------------------------------------------------------
     def splits(self) -> dict[str, str]:
@@ -176,15 +178,15 @@ class PlanBenchTask(Task):
 
     def distance(self, state: _Facts, goal: _Facts, problem: Problem) -> float:
         """Exact: the length of an optimal plan (see ``planner``), cached, with every state on that plan."""
-        key = (problem.id, state.facts, goal.facts)
-        if key not in self._distances:
+        key = (self.domain, problem.id, state.facts, goal.facts)
+        if key not in _DISTANCES:
             path = self.optimal_path(state, goal, problem)
             if path is None:
-                self._distances[key] = float("inf")
+                _DISTANCES[key] = float("inf")
             else:
                 for i, (_, on_path) in enumerate(path):
-                    self._distances[(problem.id, on_path.facts, goal.facts)] = float(len(path) - i - 1)
-        return self._distances[key]
+                    _DISTANCES[(self.domain, problem.id, on_path.facts, goal.facts)] = float(len(path) - i - 1)
+        return _DISTANCES[key]
 
     def optimal_path(self, state: _Facts, goal: _Facts, problem: Problem) -> list[tuple[_Action | None, _Facts]] | None:
         """An optimal plan from ``state`` as (action, state reached) pairs, ``(None, state)`` first; None if the
@@ -219,14 +221,7 @@ class PlanBenchTask(Task):
         state satisfies the goal; an invalid step makes the whole plan invalid. ``solved`` is that, within N.
         ``n_invalid``/``steps`` count every rejected action (the paper's % invalid), skipping each one."""
         actions = list(actions)
-        steps: list[StepCheck] = []
-        state = self.start(problem)
-        for i, action in enumerate(actions):
-            verdict = self.check(state, action, problem)
-            steps.append(StepCheck(index=i, action=action.model_dump(mode="json"), valid=verdict.valid,
-                                   reason=verdict.reason))
-            if verdict.valid:
-                state = self.apply(state, action, problem)
+        state, steps = self.replay(problem, actions)
         strips = self.strips(problem)
         try:
             grounded = [self.ground(a, problem) for a in actions]

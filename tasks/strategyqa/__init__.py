@@ -35,7 +35,7 @@ from importlib import resources
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from map_agent.task import Execution, InvalidProblem, Problem, StepCheck, Task, Verdict
+from map_agent.task import Execution, InvalidProblem, Problem, Task, Verdict
 
 #: The MAP authors' sampling of the evaluation questions (strategyQA/map_strategyqa.py).
 SAMPLE_SEED = 2024
@@ -172,15 +172,8 @@ class StrategyQATask(Task[StrategyQAState, StrategyQAAnswer, StrategyQAGoal]):
     def execute(self, problem: Problem, actions: Iterable[StrategyQAAnswer]) -> Execution:
         """Accuracy, the paper's metric: ``solved`` means the recorded answer to the main question is the
         dataset's label (invalid sub-answers are counted but do not decide it)."""
-        state = self.start(problem)
-        steps: list[StepCheck] = []
         actions = list(actions)
-        for i, action in enumerate(actions):
-            verdict = self.check(state, action, problem)
-            steps.append(StepCheck(index=i, action=action.model_dump(mode="json"), valid=verdict.valid,
-                                   reason=verdict.reason))
-            if verdict.valid:
-                state = self.apply(state, action, problem)
+        state, steps = self.replay(problem, actions)
         final = state.answer_to(state.question)
         return Execution(
             n_actions=len(actions),
