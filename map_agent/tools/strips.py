@@ -227,6 +227,14 @@ class Strips:
         self._objects_of_type: dict[str | None, tuple[str, ...]] = {}
 
     # ------------------------------------------------------------------------------------- construction
+    def with_task(self, initial: Iterable[Atom], goal_pos: Iterable[Atom],
+                  goal_neg: Iterable[Atom] = ()) -> Strips:
+        """The same domain and objects with another initial state and goal (planning from a mid-plan state, or
+        towards a subgoal); the compiled schemas are shared, the grounded-action cache is not."""
+        return Strips(name=self.name, objects=self.objects, predicates=self.predicates,
+                      type_parents=self.type_parents, schemas=self.schemas, initial=frozenset(initial),
+                      goal_pos=frozenset(goal_pos), goal_neg=frozenset(goal_neg))
+
     @classmethod
     def from_pddl(cls, domain: Domain, problem: Problem, source: str = "<problem>") -> Strips:
         """Build the model; raise :class:`PDDLError` for unsupported features or unknown names."""

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from map_agent.task import Execution, InvalidProblem, Problem, Task, Verdict
 from map_agent.tasks.planbench.language import Language
-from map_agent.tasks.planbench.planner import BFS_STATES, optimal_plan, with_task
+from map_agent.tasks.planbench.planner import BFS_STATES, optimal_plan
 from map_agent.tools.strips import Atom, GroundAction, PDDLError, Strips, format_atom, parse_atom, validate
 
 #: N = optimal plan length + 4, the MAP paper's text (Methods). Its released code allows optimal length + 3.
@@ -191,7 +191,7 @@ class PlanBenchTask(Task):
     def optimal_path(self, state: _Facts, goal: _Facts, problem: Problem) -> list[tuple[_Action | None, _Facts]] | None:
         """An optimal plan from ``state`` as (action, state reached) pairs, ``(None, state)`` first; None if the
         goal cannot be reached."""
-        strips = with_task(self.strips(problem), self.world(state, problem), goal.atoms())
+        strips = self.strips(problem).with_task(self.world(state, problem), goal.atoms())
         steps = optimal_plan(strips, data_dir(self.domain) / "domain.pddl", domain_name(self.domain),
                              self.bfs_states)
         if steps is None:

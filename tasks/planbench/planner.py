@@ -9,13 +9,12 @@ optimal, ~0.5 s a call, mostly the translator.
 
 from __future__ import annotations
 
-import copy
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from map_agent.tools.strips import Atom, GroundAction, Strips, breadth_first_plan, format_atom
+from map_agent.tools.strips import GroundAction, Strips, breadth_first_plan, format_atom
 
 #: breadth-first search gives up past this many states and hands the problem to Fast Downward
 BFS_STATES = 50_000
@@ -24,18 +23,6 @@ FD_SEARCH = "astar(lmcut())"
 
 class PlannerError(RuntimeError):
     """The planner failed (not: the goal is unreachable, which is ``None``)."""
-
-
-def with_task(strips: Strips, state: frozenset[Atom], goal: frozenset[Atom]) -> Strips:
-    """The same domain and objects with another initial state and positive goal.
-
-    ``Strips`` has no such constructor yet (asked for); a shallow copy shares the compiled schemas, and dropping
-    the cached relaxed-reachable ``actions`` keeps them from leaking across initial states.
-    """
-    clone = copy.copy(strips)
-    clone.__dict__.pop("actions", None)
-    clone.initial, clone.goal_pos, clone.goal_neg = frozenset(state), frozenset(goal), frozenset()
-    return clone
 
 
 def problem_text(strips: Strips, domain_name: str) -> str:
