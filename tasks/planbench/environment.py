@@ -9,6 +9,7 @@ b", "feast object b from object c"), and always stored as PDDL.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from functools import cache, cached_property
 from importlib import resources
@@ -72,6 +73,16 @@ class _Facts(BaseModel):
     def atoms(self) -> frozenset[Atom]:
         return frozenset(parse_atom(f) for f in self.facts)
 
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:
+        """Facts in the JSON schema are PDDL atoms over the domain's spoken predicates, so a grammar-constrained
+        model can only write facts the validator accepts."""
+        schema = handler.resolve_ref_schema(handler(core_schema))
+        lang = language(cls.domain)
+        names = "|".join(re.escape(p) for p in lang.predicates if p not in lang.hidden)
+        schema["properties"]["facts"]["items"] = {"type": "string", "pattern": rf"^\(({names})( [a-z0-9_-]+)*\)$"}
+        return schema
+
 
 class _Action(BaseModel):
     """One grounded action: its name and its objects, in the domain's parameter order."""
@@ -81,6 +92,13 @@ class _Action(BaseModel):
 
     name: str = Field(description="the action's PDDL name, e.g. 'feast'")
     args: tuple[str, ...] = Field(description="its objects in parameter order, e.g. ['b', 'c']")
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:
+        """Action names in the JSON schema are the domain's, so a grammar-constrained model names real ones."""
+        schema = handler.resolve_ref_schema(handler(core_schema))
+        schema["properties"]["name"] = {**schema["properties"]["name"], "enum": sorted(language(cls.domain).actions)}
+        return schema
 
     @model_validator(mode="before")
     @classmethod
