@@ -21,12 +21,12 @@ import random
 import statistics
 import sys
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
 
 from map_agent.tasks.planetarium.generator import domain_text, generate
 from map_agent.tools.equivalence import equivalence, static_facts
 from map_agent.tools.fully_specify import fully_specify
-from map_agent.tools.strips import Strips, format_atom
+from map_agent.tools.strips import Strips, format_atom, reachable_states
 
 
 def _problem(domain: str, objects, init, goal) -> Strips:
@@ -52,22 +52,13 @@ def _variants(rng: random.Random, strips: Strips, domain: str):
     return same, changed
 
 
-def _reachable(strips: Strips):
-    seen = {strips.initial}
-    frontier = deque([strips.initial])
-    while frontier:
-        for _, nxt in strips.successors(frontier.popleft()):
-            if nxt not in seen:
-                seen.add(nxt)
-                frontier.append(nxt)
-    return seen
 
 
 def _brute_force(p1: Strips, p2: Strips, placeholder: bool) -> bool:
     if len(p1.objects) != len(p2.objects):
         return False
     names_1, names_2 = sorted(p1.objects), sorted(p2.objects)
-    states_2 = _reachable(p2)
+    states_2 = reachable_states(p2)
     # Placeholder mode: any permutation of the second goal's objects that keeps static facts (Gripper's types).
     static = static_facts(p2)
     perms = [dict(zip(names_2, perm, strict=True)) for perm in
@@ -77,7 +68,7 @@ def _brute_force(p1: Strips, p2: Strips, placeholder: bool) -> bool:
     # ... and that keeps an achievable goal achievable (a renaming must not describe another, impossible task).
     if frozenset(s for s in states_2 if p2.goal_pos <= s):
         targets.discard(frozenset())
-    goal_states_1 = [s for s in _reachable(p1) if p1.goal_pos <= s]
+    goal_states_1 = [s for s in reachable_states(p1) if p1.goal_pos <= s]
     for perm in itertools.permutations(names_2):
         sigma = dict(zip(names_1, perm, strict=True))
         if frozenset(_rename(p1.initial, sigma)) == p2.initial and frozenset(

@@ -38,6 +38,17 @@ class InvalidProblem(ValueError):
     """A problem or data file that does not describe a valid instance; the message names file, field, problem."""
 
 
+def load_json(text: str, source: str, expected: type, what: str) -> Any:
+    """A data file's JSON, checked to be a ``expected`` (list or dict); errors name the file and the problem."""
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InvalidProblem(f"{source}: not JSON: {e}") from None
+    if not isinstance(raw, expected):
+        raise InvalidProblem(f"{source}: expected a JSON {'list' if expected is list else 'object'} of {what}")
+    return raw
+
+
 class Problem(BaseModel):
     """One instance of a task: a start state, a goal and the action budget N."""
 

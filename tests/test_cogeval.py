@@ -6,6 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+
+from map_agent.modules.schemas import INPUTS
+from map_agent.task import InvalidProblem
 from map_agent.tasks.cogeval import (
     DATA_FILE,
     CogEvalTask,
@@ -17,9 +20,6 @@ from map_agent.tasks.cogeval import (
     path_moves,
 )
 from map_agent.tasks.cogeval.graph import RoomGraph
-
-from map_agent.modules.schemas import INPUTS
-from map_agent.task import InvalidProblem
 
 TASK = CogEvalTask()
 DATA = Path(__file__).parents[1] / "tasks" / "cogeval" / "data" / DATA_FILE

@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
-from map_agent.tasks.cogeval import CogEvalTask
 
 from map_agent import MAPAgent
 from map_agent.config import MAPConfig
 from map_agent.modules.oracle import OracleChatModel
+from map_agent.tasks.cogeval import CogEvalTask
 
 TASK = CogEvalTask()
 MAP_SPLITS = (

@@ -8,6 +8,8 @@ import json
 
 import networkx as nx
 import pytest
+
+from map_agent.task import InvalidProblem
 from map_agent.tasks.cogeval import CogEvalTask
 from map_agent.tasks.cogeval.templates import (
     GRAPH_SOURCES,
@@ -17,8 +19,6 @@ from map_agent.tasks.cogeval.templates import (
     parse_template,
     template_graph,
 )
-
-from map_agent.task import InvalidProblem
 
 TASK = CogEvalTask()
 

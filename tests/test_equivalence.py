@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import random
 import time
-from collections import deque
 from importlib import resources
 
 import pytest
@@ -15,7 +14,7 @@ from hypothesis import strategies as st
 from map_agent.tools.equivalence import equivalence, static_facts
 from map_agent.tools.fully_specify import fully_specify, fully_specify_by_search
 from map_agent.tools.scene_graph import is_isomorphic, problem_graph, scene_graph
-from map_agent.tools.strips import Atom, Strips
+from map_agent.tools.strips import Atom, Strips, reachable_states
 
 BLOCKS = resources.files("map_agent.tasks.planetarium").joinpath("blocksworld.pddl").read_text()
 GRIPPER = resources.files("map_agent.tasks.planetarium").joinpath("gripper.pddl").read_text()
@@ -188,15 +187,6 @@ def test_large_problems_are_fast():
 # ---------------------------------------------------------------------------------- brute-force reference
 
 
-def reachable(strips: Strips) -> set[frozenset[Atom]]:
-    seen = {strips.initial}
-    frontier = deque([strips.initial])
-    while frontier:
-        for _, nxt in strips.successors(frontier.popleft()):
-            if nxt not in seen:
-                seen.add(nxt)
-                frontier.append(nxt)
-    return seen
 
 
 def apply_map(atoms, mapping) -> frozenset[Atom]:
@@ -210,7 +200,7 @@ def brute_force_equivalent(p1: Strips, p2: Strips, placeholder: bool) -> bool:
     grippers, renaming rooms in a goal can make it impossible, and two impossible goals would count as equal)."""
     if len(p1.objects) != len(p2.objects):
         return False
-    states_1, states_2 = reachable(p1), reachable(p2)
+    states_1, states_2 = reachable_states(p1), reachable_states(p2)
     goal_states_1 = frozenset(s for s in states_1 if p1.goal_pos <= s)
     names_1, names_2 = sorted(p1.objects), sorted(p2.objects)
     goals_2 = {p2.goal_pos}

@@ -1,10 +1,10 @@
 import json
 
 import pytest
-from map_agent.tasks import hanoi
-from map_agent.tasks.hanoi import HanoiMove, HanoiState, HanoiTask, load_problems
 
 from map_agent.task import InvalidProblem, shortest_path
+from map_agent.tasks import hanoi
+from map_agent.tasks.hanoi import HanoiMove, HanoiState, HanoiTask, load_problems
 
 T = HanoiTask()
 

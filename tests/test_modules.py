@@ -128,7 +128,8 @@ def test_other_modules_run_at_temperature_zero():
 def test_oracles_give_the_ground_truth():
     o = {name: cls(TASK, PROBLEM) for name, cls in ORACLES.items()}
     inp = {name: make_input(name, TASK, raw) for name, raw in INPUTS.items()}
-    assert o["Monitor"](MonitorInput(state=START, action=HanoiMove(disk=0, source="A", target="C"))).output.valid is False
+    covered = HanoiMove(disk=0, source="A", target="C")
+    assert o["Monitor"](MonitorInput(state=START, action=covered)).output.valid is False
     assert o["Predictor"](inp["Predictor"]).output.next_state == HanoiState(A=[0], B=[1, 2], C=[])
     assert o["Evaluator"](inp["Evaluator"]).output.steps_to_goal == 5
     assert o["Orchestrator"](inp["Orchestrator"]).output.achieved is False

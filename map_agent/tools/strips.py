@@ -565,6 +565,18 @@ def validate(strips: Strips, plan: Sequence[GroundAction | str], state: State | 
 # -------------------------------------------------------------------------------------------- planning
 
 
+def reachable_states(strips: Strips) -> set[State]:
+    """Every state reachable from the initial one (exhaustive: for small problems, e.g. brute-force references)."""
+    seen = {strips.initial}
+    frontier = deque([strips.initial])
+    while frontier:
+        for _, nxt in strips.successors(frontier.popleft()):
+            if nxt not in seen:
+                seen.add(nxt)
+                frontier.append(nxt)
+    return seen
+
+
 def breadth_first_plan(strips: Strips, max_states: int = 200_000) -> list[GroundAction] | None:
     """An optimal (shortest) plan by breadth-first search over lazily generated successors.
 

@@ -20,14 +20,13 @@ Anything that does not parse raises ``InvalidProblem`` naming the file, the fiel
 
 from __future__ import annotations
 
-import json
 import re
 from functools import cache
 from importlib import resources
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from map_agent.task import InvalidProblem
+from map_agent.task import InvalidProblem, load_json
 
 from .graph import RoomGraph
 
@@ -86,12 +85,7 @@ class Template(BaseModel):
 
 def parse_template(text: str, source: str) -> Template:
     """Check and read a template JSON's text (``source`` names it in errors)."""
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InvalidProblem(f"{source}: not JSON: {e}") from None
-    if not isinstance(raw, dict):
-        raise InvalidProblem(f"{source}: expected a JSON object of prompts and 'CONVERSATIONS'")
+    raw = load_json(text, source, dict, "prompts and 'CONVERSATIONS'")
     prompts: dict[str, str] = {}
     for key, value in raw.items():
         if key == "CONVERSATIONS":

@@ -13,14 +13,13 @@ moved only from the right end of a list, and only onto a list whose digits are a
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from importlib import resources
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from map_agent.task import InvalidProblem, Problem, Task, Verdict
+from map_agent.task import InvalidProblem, Problem, Task, Verdict, load_json
 
 Peg = Literal["A", "B", "C"]
 PEGS: tuple[Peg, ...] = ("A", "B", "C")
@@ -165,12 +164,7 @@ def _problem(raw: dict, pid: str, n: int, source: str, index: int) -> Problem:
 
 def load_problems(text: str, source: str, n: int, first_id: int) -> list[Problem]:
     """Parse a problem file's JSON text; ids come from ``map_problem_id`` or count on from ``first_id``."""
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InvalidProblem(f"{source}: not JSON: {e}") from None
-    if not isinstance(raw, list):
-        raise InvalidProblem(f"{source}: expected a JSON list of problems")
+    raw = load_json(text, source, list, "problems")
     return [_problem(r, str(r.get("map_problem_id", first_id + i)), n, source, i) for i, r in enumerate(raw)]
 
 

@@ -27,7 +27,6 @@ question (:meth:`StrategyQATask.legal_actions`).
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterable
 from functools import cache
@@ -35,7 +34,7 @@ from importlib import resources
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from map_agent.task import Execution, InvalidProblem, Problem, Task, Verdict
+from map_agent.task import Execution, InvalidProblem, Problem, Task, Verdict, load_json
 
 #: The MAP authors' sampling of the evaluation questions (strategyQA/map_strategyqa.py).
 SAMPLE_SEED = 2024
@@ -246,12 +245,7 @@ def _problem(raw: object, source: str, index: int) -> Problem:
 
 def load_problems(text: str, source: str) -> list[Problem]:
     """Parse a StrategyQA JSON file's text into problems (file order); ``InvalidProblem`` names file and field."""
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InvalidProblem(f"{source}: not JSON: {e}") from None
-    if not isinstance(raw, list):
-        raise InvalidProblem(f"{source}: expected a JSON list of questions")
+    raw = load_json(text, source, list, "questions")
     problems = [_problem(r, source, i) for i, r in enumerate(raw)]
     seen: set[str] = set()
     for i, p in enumerate(problems):
