@@ -91,6 +91,16 @@ def test_run_writes_resumable_records_and_summary(tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text()) == summary
 
 
+def test_a_failing_model_call_skips_the_instance_and_a_rerun_retries_it(tmp_path):
+    instances = DATA[:2]
+    # the fake model is exhausted after one reply: the second call raises, as a dropped connection would
+    flaky = GenericFakeChatModel(messages=iter([AIMessage(content=instances[0].problem_pddl)]))
+    first = run(flaky, instances, tmp_path)
+    assert first["overall"]["n"] == 1
+    retry = GenericFakeChatModel(messages=iter([AIMessage(content=instances[1].problem_pddl)]))
+    assert run(retry, instances, tmp_path)["overall"] == {"n": 2, "parseable": 1.0, "solvable": 1.0, "correct": 1.0}
+
+
 def test_cli_rejects_bad_arguments():
     with pytest.raises(SystemExit):
         cli_main(["--limit", "many"])

@@ -37,6 +37,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel
 
+from map_agent.eval.records import append_record, read_records
 from map_agent.tasks.maze.data import (
     DEFAULT_SEED,
     TEST_SETS,
@@ -134,17 +135,6 @@ def messages_for(problem: MazeProblem, shots: Sequence[MazeProblem] = ()) -> lis
     return [*messages, HumanMessage(user_prompt(problem))]
 
 
-def _done_ids(records: Path) -> set[str]:
-    done: set[str] = set()
-    if records.exists():
-        for line in records.read_text(encoding="utf-8").splitlines():
-            try:
-                done.add(json.loads(line)["id"])
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue  # a line cut short by an interrupted run: that problem is redone
-    return done
-
-
 def evaluate(llm: BaseChatModel, problems: Sequence[MazeProblem], out: Path | str, *, shots: int = 0,
              seed: int = DEFAULT_SEED, limits: SandboxLimits | None = None,
              meta: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -155,7 +145,7 @@ def evaluate(llm: BaseChatModel, problems: Sequence[MazeProblem], out: Path | st
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     records = out / "records.jsonl"
-    done = _done_ids(records)
+    done = {r["id"] for r in read_records(records) if "id" in r}
     examples = training_problems(max(shots, 1), seed)[:shots]
     failures: dict[str, str] = {}
     for problem in problems:
@@ -176,8 +166,7 @@ def evaluate(llm: BaseChatModel, problems: Sequence[MazeProblem], out: Path | st
                   "input_tokens": usage.get("input_tokens", 0),
                   "output_tokens": usage.get("output_tokens", 0),
                   "total_seconds": time.perf_counter() - started}
-        with records.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        append_record(records, record)
     summary = summarise(records, [p.id for p in problems], meta or {})
     summary["model_failures"] = failures
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
@@ -187,15 +176,7 @@ def evaluate(llm: BaseChatModel, problems: Sequence[MazeProblem], out: Path | st
 def summarise(records: Path, ids: Sequence[str], meta: dict[str, Any]) -> dict[str, Any]:
     """Rates over the records of ``ids`` (the last record of an id wins)."""
     wanted = set(ids)
-    latest: dict[str, dict] = {}
-    if records.exists():
-        for line in records.read_text(encoding="utf-8").splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if rec.get("id") in wanted:
-                latest[rec["id"]] = rec
+    latest = {rec["id"]: rec for rec in read_records(records) if rec.get("id") in wanted}
     rows = list(latest.values())
     n = len(rows)
 

@@ -1,8 +1,9 @@
 """Evaluation runs: (method x problems x runs) -> ``runs/<id>/records.jsonl`` and ``summary.json``.
 
-Records are append-only JSON lines, written and flushed one per finished (problem, run), so no completed result
-is ever lost; rerunning the same ``run_id`` skips the pairs that already have a record (a pair whose plan raised
-is retried). ``config.json`` pins what the run means: resuming with a different configuration is refused.
+Records are append-only JSON lines (``map_agent.eval.records``), written and flushed one per finished
+(problem, run), so no completed result is ever lost; rerunning the same ``run_id`` skips the pairs that already
+have a record (a pair whose plan raised is retried). ``config.json`` pins what the run means: resuming with a
+different configuration is refused.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pydantic import BaseModel
 
 from map_agent.agent import MAPAgent
 from map_agent.config import MAPConfig
+from map_agent.eval.records import append_record, read_records
 from map_agent.task import Problem, get_task
 
 
@@ -36,19 +38,6 @@ class RunSpec(BaseModel):
     model: str | None
     config: MAPConfig
     problem_ids: list[str]
-
-
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """Every record in a ``records.jsonl``; a torn last line (a run killed mid-write) is ignored."""
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
 
 
 def latest(records: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
@@ -146,13 +135,7 @@ class Evaluation:
                 if (pid, run) not in done]
 
     def _append(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, default=str) + "\n"
-        with self._lock, self.records_path.open("a+b") as f:
-            f.seek(0, 2)
-            if f.tell() and (f.seek(-1, 2), f.read(1))[1] != b"\n":
-                line = "\n" + line  # a killed run left a torn line: never glue a record onto it
-            f.write(line.encode())
-            f.flush()
+        append_record(self.records_path, record, self._lock)
         if self.on_record:
             self.on_record(record)
 

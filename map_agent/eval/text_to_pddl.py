@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -30,6 +31,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel
 
+from map_agent.eval.records import append_record, read_records
 from map_agent.prompts import PROMPT_ROOT
 from map_agent.tasks.planetarium.generator import Instance, domain_text, generate
 from map_agent.tools.equivalence import equivalence
@@ -115,25 +117,22 @@ def run(llm: BaseChatModel, instances: Iterable[Instance], out: Path | str,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     records_path = out / "records.jsonl"
-    done: dict[str, dict] = {}
-    if records_path.exists():
-        for line in records_path.read_text().splitlines():
-            if line.strip():
-                record = json.loads(line)
-                done[record["id"]] = record
+    done = {r["id"]: r for r in read_records(records_path) if "id" in r}
     instructions = prompt_file.read_text()
-    with records_path.open("a") as sink:
-        for instance in instances:
-            if instance.id in done:
-                continue
+    for instance in instances:
+        if instance.id in done:
+            continue
+        try:
             reply = llm.invoke(_messages(instance, instructions))
-            output = reply.content if isinstance(reply.content, str) else json.dumps(reply.content)
-            verdict = score(instance, output)
-            record = {**instance.model_dump(exclude={"natural_language", "problem_pddl"}), "output": output,
-                      **verdict.model_dump(), "usage": getattr(reply, "usage_metadata", None) or {}}
-            sink.write(json.dumps(record) + "\n")
-            sink.flush()
-            done[instance.id] = record
+        except Exception as e:  # the model's failure is this instance's, never the run's: no record, so a rerun retries
+            print(f"text-to-pddl: {instance.id}: model call failed: {type(e).__name__}: {e}"[:500], file=sys.stderr)
+            continue
+        output = reply.content if isinstance(reply.content, str) else json.dumps(reply.content)
+        verdict = score(instance, output)
+        record = {**instance.model_dump(exclude={"natural_language", "problem_pddl"}), "output": output,
+                  **verdict.model_dump(), "usage": getattr(reply, "usage_metadata", None) or {}}
+        append_record(records_path, record)
+        done[instance.id] = record
     summary = summarise(done.values())
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
