@@ -81,8 +81,11 @@ class PlanResult(BaseModel):
     subgoals: list[dict[str, Any]]
     steps: list[Step]
     execution: Execution
+    metrics: dict[str, float | bool] = Field(default_factory=dict)  # Task.paper_metrics: the original's scores
     usage: Usage
     failures: list[CallRecord]  # module calls that failed (unparseable replies, network errors)
+    calls: list[dict[str, Any]] = Field(default_factory=list)  # every module call: module, input, output, failure
+    phases: list[dict[str, Any]] = Field(default_factory=list)  # earlier phases' records (Task.phases)
     config: Resolved
     thread_id: str
     wall_seconds: float
@@ -110,6 +113,7 @@ class MAPAgent:
                  **backend_options: Any) -> None:
         self.problem = problem
         self.task: Task = get_task(problem.task)
+        self.phases = self.task.phases(problem)
         config = (config or MAPConfig()).for_backend("llm" if llm is not None else backend, self.task)
         self.config: Resolved = config.resolve(self.task, problem)
         if llm is None and "llm" in self.config.modules.values():
@@ -120,12 +124,19 @@ class MAPAgent:
         self.graph = build_graph(module_provider(self.llm), checkpointer=checkpointer or InMemorySaver())
 
     def stream(self, thread_id: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Run the plan, yielding ``(node, update)`` as each module call and controller step lands."""
+        """Run the plan, yielding ``(node, update)`` as each module call and controller step lands.
+
+        A task with several phases (``Task.phases``) runs them in sequence, each on its own thread
+        (``<thread_id>/<k>``), the next phase seeing the previous one's transcript."""
         thread_id = thread_id or uuid.uuid4().hex
+        for k in range(len(self.phases)):
+            yield from self._stream_phase(self._phase_problem(thread_id, k), self._thread(thread_id, k))
+
+    def _stream_phase(self, problem: Problem, thread_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
         cfg = self._run_config(thread_id)
         existing = self.graph.get_state(cfg)
         if not existing.values:
-            inputs: dict[str, Any] | None = {"problem": self.problem.model_dump(mode="json"),
+            inputs: dict[str, Any] | None = {"problem": problem.model_dump(mode="json"),
                                              "config": self.config.model_dump(mode="json")}
         elif existing.next or existing.tasks:
             inputs = None  # an interrupted thread: resume from its last checkpoint, keeping finished calls
@@ -144,20 +155,48 @@ class MAPAgent:
         return self.result(thread_id, wall_seconds=time.perf_counter() - started)
 
     def result(self, thread_id: str, wall_seconds: float = 0.0) -> PlanResult:
-        """Score the state a thread ended in."""
+        """Score the state a thread ended in (for several phases: the last phase, the earlier ones attached)."""
+        results = [self._phase_result(self._phase_problem(thread_id, k), self._thread(thread_id, k))
+                   for k in range(len(self.phases))]
+        last = results[-1]
+        records = [r for res in results for r in res[1]]
+        return last[0].model_copy(update={
+            "thread_id": thread_id, "wall_seconds": wall_seconds, "usage": Usage.from_records(records),
+            "failures": [r for r in records if r.failed], "phases": [res[0].record() for res in results[:-1]]})
+
+    def _phase_result(self, problem: Problem, thread_id: str) -> tuple[PlanResult, list[CallRecord]]:
         values = self.graph.get_state(self._run_config(thread_id)).values
         progress = Progress.model_validate(values.get("progress") or {})
         records = [CallRecord.model_validate(r) for r in values.get("usage") or []]
         actions = [self.task.Action.model_validate(a) for a in progress.plan]
-        execution = self.task.execute(self.problem, actions)
+        execution = self.task.execute(problem, actions)
+        predicted = [step.choice.chosen.predicted for step in progress.steps if step.choice.chosen]
         goals = progress.goals or []
         return PlanResult(
-            task=self.task.name, problem_id=self.problem.id, actions=actions, solved=execution.solved,
+            task=self.task.name, problem_id=problem.id, actions=actions, solved=execution.solved,
             goal_reached=execution.goal_reached, invalid_moves=execution.n_invalid, status=progress.status,
             outcome=OUTCOMES.get(progress.status, "interrupted"), subgoals=goals[:-1], steps=progress.steps,
-            execution=execution, usage=Usage.from_records(records), failures=[r for r in records if r.failed],
-            config=self.config, thread_id=thread_id, wall_seconds=wall_seconds,
-        )
+            execution=execution, metrics=self.task.paper_metrics(problem, execution, predicted),
+            usage=Usage.from_records(records), failures=[r for r in records if r.failed],
+            calls=values.get("calls") or [], config=self.config, thread_id=thread_id, wall_seconds=0.0,
+        ), records
+
+    def _phase_problem(self, thread_id: str, k: int) -> Problem:
+        """Phase ``k`` as its model sees it: from the second phase on, with the previous phase's transcript."""
+        if k == 0:
+            return self.phases[0]
+        previous = self._phase_problem(thread_id, k - 1)
+        values = self.graph.get_state(self._run_config(self._thread(thread_id, k - 1))).values
+        steps = Progress.model_validate(values.get("progress") or {}).steps
+        chosen = [s.choice.chosen for s in steps if s.choice.chosen]
+        history = self.task.transcript(previous, [self.task.Action.model_validate(c.action) for c in chosen],
+                                       [self.task.State.model_validate(c.predicted) for c in chosen])
+        phase = self.phases[k]
+        return phase.model_copy(update={"info": {**phase.info, "history": history}})
+
+    @staticmethod
+    def _thread(thread_id: str, k: int) -> str:
+        return thread_id if k == 0 else f"{thread_id}/{k}"
 
     def _run_config(self, thread_id: str) -> dict[str, Any]:
         return {"configurable": {"thread_id": thread_id}, "recursion_limit": self.config.recursion_limit()}

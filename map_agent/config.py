@@ -1,5 +1,10 @@
 """Run configuration: frozen, explicit, passed in (never read from globals at import time).
 
+The defaults are the original MAP code's protocol (``toh/gpt4_map_toh.py``): every module at temperature 0 and
+top-p 0, ten Monitor rounds of ten parse attempts each, the last proposal executed when all are rejected, a
+seeded random Evaluator value for a reply that does not parse, seeded random ties. Everything this project does
+differently is a named field (``DEVIATIONS`` lists them, with the reason, for the README and the records).
+
 The paper's ablations are one field each: ``modules={"Monitor": "off"}`` (no Monitor),
 ``modules={"TaskDecomposer": "off"}`` (no TaskDecomposer), ``search=False`` (no tree search) and
 ``n_subgoals=2`` (two subgoals).
@@ -7,13 +12,31 @@ The paper's ablations are one field each: ``modules={"Monitor": "off"}`` (no Mon
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from map_agent.task import MODULES, Problem, Task
 
 Impl = Literal["llm", "oracle", "off"]
+
+#: A deviation from the original code: field -> (the original's value, our alternative, why one would use it).
+DEVIATIONS: dict[str, tuple[Any, Any, str]] = {
+    "on_all_rejected": ("execute_last", "stop", "stop planning (status 'stuck') instead of executing an action the "
+                        "Monitor rejected: fewer invalid moves, fewer plans that reach the goal"),
+    "evaluator_fallback": ("random", "unreachable", "score a branch whose Evaluator reply did not parse as "
+                           "unreachable instead of a random distance"),
+    "tie_break": ("random", "first", "take the first of equally valued branches: deterministic runs"),
+    "single_valid": ("duplicate", "single", "search one branch instead of two copies of the only valid action "
+                     "(same choice, half the Evaluator calls)"),
+    "final_goal_first": (True, False, "check only the pursued (sub)goal: one Orchestrator call per step instead "
+                         "of two"),
+    "actor_history": (True, False, "the Actor sees only the current state, not the moves and predicted states so "
+                      "far: shorter prompts"),
+    "reasoning": (True, False, "verdict-only JSON from Monitor, Evaluator and TaskDecomposer: fewer output tokens, "
+                  "no reasoning before the verdict"),
+    "actor_temperature": (0.0, 0.7, "the Actor samples: repeated runs explore different actions"),
+}
 
 
 class MAPConfig(BaseModel):
@@ -23,16 +46,36 @@ class MAPConfig(BaseModel):
 
     branches: int = Field(default=2, ge=1, le=4, description="B: actions proposed and searched per state")
     layers: int = Field(default=2, ge=1, le=4, description="L: depth of the tree search")
-    max_actions: int | None = Field(default=None, ge=1, description="N; None takes the problem's")
-    monitor_retries: int = Field(default=3, ge=0, description="extra Actor rounds after Monitor rejections")
-    parse_retries: int = Field(default=2, ge=0, description="re-asks after a reply that does not parse")
+    max_actions: int | None = Field(default=None, ge=1, le=1000, description="N; None takes the problem's")
+    monitor_retries: int = Field(default=9, ge=0, le=20,
+                                 description="extra Actor rounds after Monitor rejections (the original: 10 rounds)")
+    parse_retries: int = Field(default=9, ge=0, le=20,
+                               description="re-asks after a reply that does not parse (the original: 10 attempts)")
     modules: dict[str, Impl] = Field(default_factory=dict, description="per-module override of the task's default")
     search: bool | None = Field(default=None, description="tree search on/off; None takes the task's default")
     n_subgoals: int | None = Field(default=None, ge=1, le=4, description="TaskDecomposer subgoals (K)")
-    actor_temperature: float = Field(default=0.7, ge=0, le=2,
-                                     description="the Actor samples (the paper's other modules run at 0)")
+    actor_temperature: float = Field(default=0.0, ge=0, le=2, description="the Actor's temperature (original: 0)")
+    retry_temperature_step: float = Field(default=0.1, ge=0, le=1,
+                                          description="the Actor's temperature rises by this per parse retry")
+    top_p: float | None = Field(default=0.0, ge=0, le=1, description="top-p of every module (original: 0)")
     examples: bool = Field(default=True, description="include the in-context examples in module prompts")
-    seed: int = Field(default=0, ge=0, description="run index: repeated runs sample the Actor differently")
+    seed: int = Field(default=0, ge=0, description="run index: part of every module call's cache key and RNG")
+    on_all_rejected: Literal["execute_last", "stop"] = Field(
+        default="execute_last", description="when the Monitor rejects every proposal: execute the last one, or stop")
+    evaluator_fallback: Literal["random", "unreachable"] = Field(
+        default="random", description="value of a branch whose Evaluator reply does not parse")
+    tie_break: Literal["random", "first"] = Field(default="random", description="among equally valued branches")
+    single_valid: Literal["duplicate", "single"] = Field(
+        default="duplicate", description="one valid action: searched in every branch, or alone")
+    final_goal_first: bool = Field(default=True,
+                                   description="the Orchestrator checks the final goal before the subgoal each step")
+    actor_history: bool = Field(default=True, description="the Actor's prompt carries the moves and states so far")
+    reasoning: bool = Field(default=True,
+                            description="Monitor, Evaluator and TaskDecomposer reason before their verdict")
+
+    def deviations(self) -> dict[str, Any]:
+        """The named deviations from the original code this configuration turns on (recorded with every run)."""
+        return {f: getattr(self, f) for f, (original, _, _) in DEVIATIONS.items() if getattr(self, f) != original}
 
     @model_validator(mode="after")
     def _known_modules(self) -> MAPConfig:
@@ -67,9 +110,10 @@ class MAPConfig(BaseModel):
             modules=impls,
             search=bool(search),
             n_subgoals=self.n_subgoals or task.default_subgoals,
-            actor_temperature=self.actor_temperature,
-            examples=self.examples,
-            seed=self.seed,
+            **self.model_dump(include={"actor_temperature", "retry_temperature_step", "top_p", "examples", "seed",
+                                       "on_all_rejected", "evaluator_fallback", "tie_break", "single_valid",
+                                       "final_goal_first", "actor_history", "reasoning"}),
+            deviations=self.deviations(),
         )
 
 
@@ -85,10 +129,20 @@ class Resolved(BaseModel):
     parse_retries: int
     modules: dict[str, Impl]
     search: bool
-    n_subgoals: int
+    n_subgoals: int | None
     actor_temperature: float
+    retry_temperature_step: float
+    top_p: float | None
     examples: bool
     seed: int
+    on_all_rejected: Literal["execute_last", "stop"]
+    evaluator_fallback: Literal["random", "unreachable"]
+    tie_break: Literal["random", "first"]
+    single_valid: Literal["duplicate", "single"]
+    final_goal_first: bool
+    actor_history: bool
+    reasoning: bool
+    deviations: dict[str, Any] = {}
 
     def actor_sample(self, round_: int) -> int:
         """The Actor's sample index for a ProposeAction round: distinct per round and per run (``seed``)."""
@@ -102,6 +156,6 @@ class Resolved(BaseModel):
         superstep is followed by one controller superstep. Subgoals add a root Orchestrator check each.
         """
         per_layer = 2 * (1 + self.monitor_retries) + 2
-        per_step = self.layers * per_layer + 2
-        steps = self.max_actions + self.n_subgoals + 2
+        per_step = self.layers * per_layer + 3
+        steps = self.max_actions + (self.n_subgoals or 4) + 2
         return 2 * steps * per_step + 16

@@ -17,6 +17,7 @@ JSONL records, and its JSON schema constrains the local model's decoding.
 from __future__ import annotations
 
 import json
+import re
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -61,6 +62,18 @@ class Problem(BaseModel):
     max_actions: int = Field(gt=0, description="N: the plan may hold at most this many actions")
     optimal_length: int | None = Field(default=None, ge=0, description="length of an optimal plan, if known")
     info: dict[str, Any] = Field(default_factory=dict, description="task-specific extras (graph text, split)")
+    hidden: dict[str, Any] = Field(default_factory=dict,
+                                   description="ground truth (target, optimal plan, answer label, decomposition): "
+                                               "for scoring and oracles only, never shown to a model")
+
+    def public(self) -> Problem:
+        """What a model may see: the problem without its ground truth.
+
+        LLM modules and baselines are built from this view only, so no prompt can be rendered from a hidden
+        value; the leak test (``tests/test_no_leak.py``) checks that prompts do not change when the hidden part
+        does.
+        """
+        return self.model_copy(update={"hidden": {}, "optimal_length": None})
 
 
 class Verdict(BaseModel):
@@ -92,7 +105,16 @@ class Task(ABC, Generic[S, A, G]):
     default_modules: ClassVar[dict[str, str]] = {m: "llm" for m in MODULES}
     #: search defaults for the task (the paper's B=2, L=2 unless it says otherwise)
     default_search: ClassVar[bool] = True
-    default_subgoals: ClassVar[int] = 1
+    #: TaskDecomposer subgoals K; ``None`` lets the model write as many as it needs (up to ``max_subgoals``)
+    default_subgoals: ClassVar[int | None] = 1
+    max_subgoals: ClassVar[int] = 4
+    #: the paper's number of runs per split (``map-agent eval``'s default ``--runs``); unlisted splits run once
+    paper_runs: ClassVar[dict[str, int]] = {}
+    #: with the Orchestrator off, each (sub)goal gets exactly this many actions, then the plan moves on
+    #: (StrategyQA: one answer per question); ``None`` plans to N
+    actions_per_goal: ClassVar[int | None] = None
+    #: the final goal's actions skip the Monitor (StrategyQA's final answer, as the original)
+    unmonitored_final: ClassVar[bool] = False
 
     # -- data --------------------------------------------------------------------------------------------
     @abstractmethod
@@ -152,6 +174,49 @@ class Task(ABC, Generic[S, A, G]):
     def as_goal(self, state: S) -> G:
         """A full state used as a (sub)goal: the oracle TaskDecomposer's subgoals are states on an optimal path."""
         return self.Goal.model_validate(state.model_dump())  # type: ignore[return-value]
+
+    # -- the paper's protocol -------------------------------------------------------------------------------
+    def default_runs(self, split: str) -> int:
+        """Runs per problem the paper made on ``split``."""
+        return self.paper_runs.get(split, 1)
+
+    def evaluator_fallback(self, problem: Problem) -> tuple[int, int]:
+        """Inclusive range of the seeded random value that replaces an Evaluator reply that does not parse
+        (the original's fallback; Hanoi uses 1..2**n - 1)."""
+        return 1, problem.max_actions
+
+    def phases(self, problem: Problem) -> list[Problem]:
+        """Problems one run solves in sequence (CogEval Detour / Reward Revaluation: solve, then re-plan after a
+        change). Each keeps the problem's id; ``info["phase"]`` is its index. The last phase is scored."""
+        return [problem]
+
+    def transcript(self, problem: Problem, actions: list[BaseModel], states: list[BaseModel]) -> str:
+        """The previous phase as the next phase's model sees it: the moves made and the states they led to."""
+        lines = [f"Move {i + 1}: {self.render_action(a)} -> {self.render_state(s)}"
+                 for i, (a, s) in enumerate(zip(actions, states, strict=False))]
+        return "\n".join(lines) or "(no moves)"
+
+    def paper_metrics(self, problem: Problem, execution: Execution,
+                      predicted: list[dict[str, Any]]) -> dict[str, float | bool]:
+        """Per-problem metrics beside the primary ones, e.g. the original's own scoring (Hanoi: from the
+        Predictor's states) or a stricter one (CogEval: optimal paths); averaged in ``summary.json``."""
+        return {}
+
+    def leak_probes(self, problem: Problem) -> list[str]:
+        """Regular expressions whose match in any rendered prompt proves that ground truth leaked.
+
+        The default escapes every hidden value that is distinctive as text (lists and objects as JSON, strings
+        of 8 characters or more); tasks add the phrasings in which a short value would leak (a goal naming the
+        target room)."""
+        probes = []
+        for value in problem.hidden.values():
+            if isinstance(value, (list, dict)) and value:
+                probes.append(re.escape(json.dumps(value)))
+                items = value if isinstance(value, list) else list(value.values())
+                probes += [re.escape(v) for v in items if isinstance(v, str) and len(v) >= 8]
+            elif isinstance(value, str) and len(value) >= 8:
+                probes.append(re.escape(value))
+        return probes
 
     # -- how it reads in a prompt ------------------------------------------------------------------------------
     @abstractmethod

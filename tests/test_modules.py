@@ -29,9 +29,9 @@ INPUTS = {
 REPLIES = {
     "TaskDecomposer": '{"reasoning": "0 first", "subgoals": [{"A": [], "B": [1, 2], "C": [0]}]}',
     "Actor": '{"actions": [{"disk": 2, "source": "A", "target": "B"}, {"disk": 1, "source": "B", "target": "C"}]}',
-    "Monitor": '{"valid": true, "feedback": ""}',
+    "Monitor": '{"reasoning": "2 is on top of A and B holds only 1.", "valid": true, "feedback": ""}',
     "Predictor": '{"next_state": {"A": [0], "B": [1, 2], "C": []}}',
-    "Evaluator": '{"steps_to_goal": 5}',
+    "Evaluator": '{"reasoning": "2 needs 1 move, 1 and 0 need 4.", "steps_to_goal": 5}',
     "Orchestrator": '{"achieved": false}',
 }
 
@@ -55,7 +55,8 @@ def test_prompt_has_task_role_examples_schema_and_the_input(name):
     messages = llm.requests[0]["messages"]
     system = messages[0].content
     assert "Rule 1" in system and name in system and '"properties"' in system
-    assert len(messages) == 1 + 2 * 2 + 1  # system, two in-context examples (the paper's two for Hanoi), input
+    shots = json.loads((TASK.prompt_dir(PROBLEM) / f"{LLM_MODULES[name].stem}.examples.json").read_text())
+    assert len(messages) == 1 + 2 * len(shots) + 1  # system, the in-context examples, the input
     assert "A = [0, 2], B = [1], C = []" in messages[-1].content
 
 
@@ -107,22 +108,39 @@ def test_exhausted_or_permanent_errors_become_failed_records(monkeypatch):
     assert result.record.failed and "PermissionError" in result.record.error
 
 
-def test_actor_samples_with_its_temperature_and_a_seed_per_round():
-    llm = RecordingChatModel(responses=[REPLIES["Actor"]] * 2)
+def test_actor_seeds_each_round_and_warms_up_by_a_tenth_per_parse_retry():
+    llm = RecordingChatModel(responses=[REPLIES["Actor"], "no move", "still none", REPLIES["Actor"]])
     llm.requests = []
-    actor = module("Actor", llm, temperature=0.7)
+    actor = module("Actor", llm)
     actor(ActorInput(state=START, goal=GOAL, n_actions=2, sample=0))
-    actor(ActorInput(state=START, goal=GOAL, n_actions=2, sample=3, feedback=("x is invalid",)))
-    assert [r["kwargs"]["seed"] for r in llm.requests] == [0, 3]
-    assert {r["kwargs"]["temperature"] for r in llm.requests} == {0.7}
-    assert "Feedback on earlier proposals: x is invalid" in llm.requests[1]["messages"][-1].content
+    actor(ActorInput(state=START, goal=GOAL, n_actions=2, sample=3, feedback=("x is invalid",),
+                     history=("Move 2 from A to B. -> A = [0], B = [1, 2], C = []",)))
+    assert [r["kwargs"]["seed"] for r in llm.requests] == [0, 3, 3, 3]
+    assert [r["kwargs"]["temperature"] for r in llm.requests] == pytest.approx([0.0, 0.0, 0.1, 0.2])
+    assert {r["kwargs"]["top_p"] for r in llm.requests} == {0.0}
+    prompt = llm.requests[1]["messages"][-1].content
+    assert "Feedback on earlier proposals: x is invalid" in prompt
+    assert "1. Move 2 from A to B. -> A = [0], B = [1, 2], C = []" in prompt
 
 
-def test_other_modules_run_at_temperature_zero():
-    llm = RecordingChatModel(responses=[REPLIES["Monitor"]])
+def test_other_modules_run_greedy_with_the_run_index_in_the_cache_key():
+    llm = RecordingChatModel(responses=[REPLIES["Monitor"]] * 2)
     llm.requests = []
     module("Monitor", llm)(MonitorInput(state=START, action=HanoiMove(**MOVE)))
-    assert llm.requests[0]["kwargs"] == {"temperature": 0.0}
+    module("Monitor", llm, seed=4)(MonitorInput(state=START, action=HanoiMove(**MOVE)))
+    assert [r["kwargs"] for r in llm.requests] == [{"temperature": 0.0, "top_p": 0.0, "seed": 0},
+                                                   {"temperature": 0.0, "top_p": 0.0, "seed": 4}]
+
+
+def test_verdict_only_outputs_drop_the_reasoning():
+    llm = RecordingChatModel(responses=['{"valid": false, "feedback": "Rule 2"}'])
+    llm.requests = []
+    result = module("Monitor", llm, reasoning=False)(MonitorInput(state=START, action=HanoiMove(**MOVE)))
+    assert result.ok and "reasoning" not in result.output.model_dump()
+    assert '"reasoning"' not in llm.requests[0]["messages"][0].content
+    with_reasoning = module("Monitor", FakeListChatModel(responses=["{}"]))
+    schema = with_reasoning.output_model.model_json_schema()["properties"]
+    assert list(schema)[:2] == ["reasoning", "valid"]  # it reasons before it answers
 
 
 def test_oracles_give_the_ground_truth():

@@ -50,10 +50,29 @@ def test_rejections_are_fed_back_to_a_new_actor_round():
     assert propose_action(ctx(tables), S, G) == [TO_B, TO_C]
 
 
-def test_retries_are_bounded_and_keep_what_was_valid():
+def test_retries_are_bounded_then_the_last_proposal_goes_ahead_as_in_the_original():
     tables = {"proposals": {key(S, G, r): dump(BAD) for r in range(2)},
               "verdicts": {key(S, BAD): {"valid": False, "feedback": "no"}}}
-    assert propose_action(ctx(tables, monitor_retries=1), S, G) == []
+    # the original executes the last raw proposal (duplicated into both branches); "stop" is our deviation
+    assert propose_action(ctx(tables, monitor_retries=1), S, G) == [BAD, BAD]
+    assert propose_action(ctx(tables, monitor_retries=1, on_all_rejected="stop"), S, G) == []
+
+
+def test_one_valid_action_fills_both_branches_unless_told_otherwise():
+    tables = {"proposals": {key(S, G, r): dump(TO_B, BAD) for r in range(2)},
+              "verdicts": {key(S, BAD): {"valid": False, "feedback": "no"}, key(S, TO_B): {"valid": True}}}
+    assert propose_action(ctx(tables, monitor_retries=1), S, G) == [TO_B, TO_B]
+    assert propose_action(ctx(tables, monitor_retries=1, single_valid="single"), S, G) == [TO_B]
+
+
+def test_the_monitors_reasoning_is_fed_back_to_the_actor():
+    tables = {"proposals": {key(S, G, 0): dump(BAD)},
+              "verdicts": {key(S, BAD): {"reasoning": "0 is under 2 in A.", "valid": False,
+                                         "feedback": "Rule 1."}}}
+    c = ctx(tables)
+    assert propose_action(c, S, G) is None
+    (job,) = c.jobs.values()
+    assert job.input["feedback"] == ["'Move 0 from A to C.' is invalid: 0 is under 2 in A. Rule 1."]
 
 
 def test_without_monitor_every_proposal_passes():
@@ -115,7 +134,15 @@ def test_plan_loop_decomposes_first_then_checks_the_goal():
     c = ctx({"subgoals": {key(S, G, 1): {"subgoals": [sub.model_dump()]}}})
     progress, jobs = advance(c, Progress())
     assert progress.goals == [sub.model_dump(), G.model_dump()]
+    # as the original, the final goal is checked before the subgoal at every step
+    assert [j.module for j in jobs] == ["Orchestrator"] and jobs[0].input["goal"] == G.model_dump()
+    c.tables["achieved"] = {key(S, G): {"achieved": False}}
+    c.jobs.clear()
+    progress, jobs = advance(c, Progress())
     assert [j.module for j in jobs] == ["Orchestrator"] and jobs[0].input["goal"] == sub.model_dump()
+    c = ctx({"subgoals": {key(S, G, 1): {"subgoals": [sub.model_dump()]}}}, final_goal_first=False)
+    progress, jobs = advance(c, Progress())
+    assert jobs[0].input["goal"] == sub.model_dump()
 
 
 def test_plan_stops_at_the_action_budget():

@@ -21,7 +21,7 @@ from langgraph.types import Send
 
 from map_agent.config import MAPConfig, Resolved
 from map_agent.graph.state import MAPState
-from map_agent.modules import Module
+from map_agent.modules import Module, OracleModule
 from map_agent.modules.base import make_input
 from map_agent.search.memo import TABLE_OF, TABLES, Ctx
 from map_agent.search.plan import Progress, advance
@@ -64,8 +64,11 @@ def build_graph(provider: ModuleProvider, checkpointer: Any = None, name: str = 
             modules = provider(task, problem, Resolved.model_validate(payload["config"]))
             job = payload["job"]
             result = modules[name](make_input(name, task, job["input"]))
-            entry = (result.output.model_dump(mode="json") if result.ok else {}) | {"error": result.record.error}
-            return {TABLE_OF[name]: {job["key"]: entry}, "usage": [result.record.model_dump()]}
+            output = result.output.model_dump(mode="json") if result.ok else None
+            entry = (output or {}) | {"error": result.record.error, "failed": not result.ok}
+            call = {"module": name, "impl": "oracle" if isinstance(modules[name], OracleModule) else "llm",
+                    "input": job["input"], "output": output, "failed": not result.ok, "error": result.record.error}
+            return {TABLE_OF[name]: {job["key"]: entry}, "usage": [result.record.model_dump()], "calls": [call]}
 
         run.__name__ = name
         run.__doc__ = f"The {name} module on one queued call."

@@ -11,10 +11,14 @@ from functools import cache
 from langchain_core.runnables import RunnableConfig
 
 from map_agent.agent import module_provider
-from map_agent.config import Resolved
+from map_agent.config import MAPConfig, Resolved
 from map_agent.graph.build import build_graph
 from map_agent.llm import make_chat_model
 from map_agent.task import MODULES
+
+
+#: MAPConfig's defaults as a Resolved needs them (the per-problem fields are set in ``_graph``)
+_DEFAULTS = MAPConfig().model_dump(exclude={"max_actions", "modules", "search", "n_subgoals", "branches", "layers"})
 
 
 @cache
@@ -23,9 +27,8 @@ def _graph(backend: str, model: str | None):
     # MAPAgent derives the recursion limit from each problem's N, B, L; a served graph does not know the problem
     # up front, so its default covers the largest configuration MAPConfig allows with N <= 60 (a client may
     # still pass its own recursion_limit)
-    worst = Resolved(branches=4, layers=4, max_actions=60, monitor_retries=3, parse_retries=2,
-                     modules=dict.fromkeys(MODULES, "llm"), search=True, n_subgoals=4, actor_temperature=0.7,
-                     examples=True, seed=0)
+    worst = Resolved(**{**_DEFAULTS, "branches": 4, "layers": 4, "max_actions": 60, "modules":
+                        dict.fromkeys(MODULES, "llm"), "search": True, "n_subgoals": 4})
     return build_graph(module_provider(llm)).with_config(recursion_limit=worst.recursion_limit())
 
 

@@ -22,6 +22,7 @@ class MAPState(TypedDict, total=False):
     progress: dict[str, Any]  # map_agent.search.plan.Progress
     pending: list[dict[str, Any]]  # map_agent.search.memo.Job, the calls now in flight
     usage: Annotated[list[dict[str, Any]], operator.add]  # map_agent.modules.CallRecord per call
+    calls: Annotated[list[dict[str, Any]], operator.add]  # every module call: input, output, failure
     subgoals: Annotated[dict[str, Any], merge]
     proposals: Annotated[dict[str, Any], merge]
     verdicts: Annotated[dict[str, Any], merge]

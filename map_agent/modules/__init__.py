@@ -34,13 +34,19 @@ def build_modules(task: Task, problem: Problem, config: Resolved,
     modules: dict[str, Module] = {}
     for name, impl in config.modules.items():
         if impl == "oracle":
-            modules[name] = ORACLES[name](task, problem)
+            modules[name] = ORACLES[name](task, problem, reasoning=config.reasoning)
         elif impl == "llm":
             if llm is None:
                 raise ValueError(f"modules.{name} is 'llm' but no chat model was given")
-            temperature = config.actor_temperature if name == "Actor" else 0.0
+            options: dict = {"temperature": 0.0}
+            if name == "Actor":
+                options = {"temperature": config.actor_temperature,
+                           "retry_temperature_step": config.retry_temperature_step}
+            if name == "TaskDecomposer" and config.n_subgoals and config.n_subgoals > 1:
+                options["variant"] = f"k{config.n_subgoals}"  # the K-subgoal ablation has its own examples
             modules[name] = LLM_MODULES[name](task, problem, llm, parse_retries=config.parse_retries,
-                                              temperature=temperature, examples=config.examples)
+                                              top_p=config.top_p, seed=config.seed, examples=config.examples,
+                                              reasoning=config.reasoning, **options)
     return modules
 
 

@@ -1,5 +1,6 @@
 """Actor (dlPFC): proposes B candidate actions for the current state and (sub)goal, heeding Monitor feedback
-(eq. 4). It is the one module that samples (temperature > 0), so each round carries a new sample index."""
+(eq. 4). As in the original, its prompt carries the moves and predicted states so far, and its temperature rises
+by a step on every parse retry (a reply that repeats a malformed answer at temperature 0 would never change)."""
 
 from __future__ import annotations
 
@@ -18,14 +19,23 @@ class Actor(LLMModule):
     request = "Propose {n_actions} different action(s)."
 
     def fields(self, inp: ActorInput) -> list[tuple[str, str]]:
-        fields = [("Current state", self.task.render_state(inp.state)), ("Goal", self.task.render_goal(inp.goal))]
+        fields = []
+        if inp.history:
+            fields.append(("Moves so far", "\n" + "\n".join(f"{i + 1}. {h}" for i, h in enumerate(inp.history))))
+        fields += [("Current state", self.task.render_state(inp.state)), ("Goal", self.task.render_goal(inp.goal))]
         if inp.feedback:
             fields.append(("Feedback on earlier proposals", " ".join(inp.feedback)))
         return fields
 
-    def invoke_kwargs(self, inp: BaseModel) -> dict[str, Any]:
-        # the sample index is the seed: resamples differ, and each one has its own prompt-cache entry
-        return {**super().invoke_kwargs(inp), "seed": inp.sample}  # type: ignore[attr-defined]
+    def __init__(self, *args: Any, retry_temperature_step: float = 0.1, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.retry_temperature_step = retry_temperature_step
+
+    def invoke_kwargs(self, inp: BaseModel, attempt: int = 0) -> dict[str, Any]:
+        # the sample index (run and round) is the seed: each round has its own prompt-cache entry
+        kwargs = super().invoke_kwargs(inp, attempt)
+        kwargs["temperature"] = min(2.0, self.temperature + self.retry_temperature_step * attempt)
+        return {**kwargs, "seed": inp.sample}  # type: ignore[attr-defined]
 
 
 class OracleActor(OracleModule):

@@ -57,10 +57,10 @@ class Module(ABC):
 
     name: ClassVar[str]
 
-    def __init__(self, task: Task, problem: Problem) -> None:
+    def __init__(self, task: Task, problem: Problem, *, reasoning: bool = True) -> None:
         self.task = task
         self.problem = problem
-        self.output_model = output_model(self.name, task.State, task.Action, task.Goal)
+        self.output_model = output_model(self.name, task.State, task.Action, task.Goal, reasoning)
 
     @abstractmethod
     def __call__(self, inp: BaseModel) -> ModuleResult: ...
@@ -103,13 +103,18 @@ class LLMModule(Module):
     stem: ClassVar[str]
     request: ClassVar[str]  # the closing line of the user message: what the module must produce
 
-    def __init__(self, task: Task, problem: Problem, llm: BaseChatModel, *, parse_retries: int = 2,
-                 temperature: float = 0.0, examples: bool = True, network_attempts: int = 4) -> None:
-        super().__init__(task, problem)
+    def __init__(self, task: Task, problem: Problem, llm: BaseChatModel, *, parse_retries: int = 9,
+                 temperature: float = 0.0, top_p: float | None = 0.0, seed: int = 0, examples: bool = True,
+                 reasoning: bool = True, variant: str | None = None, network_attempts: int = 4) -> None:
+        # a model sees the public problem only: no prompt can be rendered from ground truth
+        super().__init__(task, problem.public(), reasoning=reasoning)
         self.llm = llm
         self.parse_retries = parse_retries
         self.temperature = temperature
+        self.top_p = top_p
+        self.seed = seed
         self.network_attempts = network_attempts
+        self.variant = variant
         self._prefix = self._prompt_prefix(examples)
 
     # -- prompt -----------------------------------------------------------------------------------------
@@ -122,9 +127,16 @@ class LLMModule(Module):
     def fields(self, inp: Any) -> list[tuple[str, str]]:
         """(label, text) pairs describing the input, rendered with the task's renderers."""
 
-    def _prompt_prefix(self, examples: bool) -> list[BaseMessage]:
+    def prompt_file(self, suffix: str) -> Path:
+        """``<stem>.<variant><suffix>`` when the variant has its own file (e.g. the two-subgoal examples),
+        else ``<stem><suffix>``."""
         folder = self.task.prompt_dir(self.problem)
-        role_file = folder / f"{self.stem}.md"
+        if self.variant and (folder / f"{self.stem}.{self.variant}{suffix}").exists():
+            return folder / f"{self.stem}.{self.variant}{suffix}"
+        return folder / f"{self.stem}{suffix}"
+
+    def _prompt_prefix(self, examples: bool) -> list[BaseMessage]:
+        role_file = self.prompt_file(".md")
         if not role_file.exists():
             raise FileNotFoundError(f"{self.task.name}: no prompt for the {self.name} at {role_file}")
         schema = json.dumps(self.output_model.model_json_schema())
@@ -134,7 +146,7 @@ class LLMModule(Module):
             f"Reply with only a JSON object that follows this JSON schema:\n{schema}",
         ])
         messages: list[BaseMessage] = [SystemMessage(system)]
-        example_file = folder / f"{self.stem}.examples.json"
+        example_file = self.prompt_file(".examples.json")
         if examples and example_file.exists():
             try:
                 shots = json.loads(_read(example_file))
@@ -158,8 +170,12 @@ class LLMModule(Module):
         return [*self._prefix, HumanMessage(self.render(inp))]
 
     # -- call ----------------------------------------------------------------------------------------------
-    def invoke_kwargs(self, inp: BaseModel) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"temperature": self.temperature}
+    def invoke_kwargs(self, inp: BaseModel, attempt: int = 0) -> dict[str, Any]:
+        """Sampling parameters of one request. ``seed`` is the run index, so it is part of every cache key: run 2
+        never replays run 1's answers, while a rerun of run 2 is free."""
+        kwargs: dict[str, Any] = {"temperature": self.temperature, "seed": self.seed}
+        if self.top_p is not None:
+            kwargs["top_p"] = self.top_p
         if getattr(self.llm, "json_schema_decoding", False):
             kwargs["response_format"] = self.llm.response_format_for(  # type: ignore[attr-defined]
                 self.output_model.model_json_schema())
@@ -174,11 +190,12 @@ class LLMModule(Module):
         messages = self.messages(inp)
         config = {"metadata": {"map_agent_module": self.name, "map_agent_task": self.task.name,
                                "map_agent_problem": self.problem.id,
+                               "map_agent_phase": self.problem.info.get("phase", 0),
                                "map_agent_input": inp.model_dump(mode="json")},
                   "run_name": self.name}
         try:
             for attempt in range(self.parse_retries + 1):
-                reply = self._invoke(messages, inp, config, record)
+                reply = self._invoke(messages, inp, config, record, attempt)
                 text = reply.content if isinstance(reply.content, str) else str(reply.content)
                 try:
                     return ModuleResult(output=self.parse(text, inp), record=record)
@@ -196,14 +213,15 @@ class LLMModule(Module):
         finally:
             record.seconds = time.perf_counter() - started
 
-    def _invoke(self, messages: list[BaseMessage], inp: BaseModel, config: dict, record: CallRecord) -> AIMessage:
+    def _invoke(self, messages: list[BaseMessage], inp: BaseModel, config: dict, record: CallRecord,
+                parse_attempt: int = 0) -> AIMessage:
         for attempt in Retrying(stop=stop_after_attempt(self.network_attempts),
                                 wait=wait_exponential(multiplier=0.5, max=20),
                                 retry=retry_if_exception(is_transient), reraise=True):
             with attempt:
                 t0 = time.perf_counter()
                 try:
-                    reply = self.llm.invoke(messages, config=config, **self.invoke_kwargs(inp))
+                    reply = self.llm.invoke(messages, config=config, **self.invoke_kwargs(inp, parse_attempt))
                 finally:
                     record.model_seconds += time.perf_counter() - t0
         record.calls += 1

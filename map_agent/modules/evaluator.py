@@ -25,4 +25,6 @@ class OracleEvaluator(OracleModule):
 
     def compute(self, inp: EvaluatorInput):
         d = self.task.distance(inp.state, inp.goal, self.problem)
-        return self.output_model(steps_to_goal=MAX_STEPS if math.isinf(d) else min(int(d), MAX_STEPS))
+        steps = MAX_STEPS if math.isinf(d) else min(int(d), MAX_STEPS)
+        return self.output_model.model_validate({"reasoning": f"the exact distance is {steps}",
+                                                 "steps_to_goal": steps})

@@ -24,4 +24,5 @@ class OracleMonitor(OracleModule):
 
     def compute(self, inp: MonitorInput):
         verdict = self.task.check(inp.state, inp.action, self.problem)
-        return self.output_model(valid=verdict.valid, feedback=verdict.reason[:400])
+        return self.output_model.model_validate({"reasoning": verdict.reason or "the environment accepts it",
+                                                 "valid": verdict.valid, "feedback": verdict.reason[:400]})

@@ -53,7 +53,7 @@ class OracleChatModel(BaseChatModel):
         if "map_agent_module" not in meta:
             raise ValueError("OracleChatModel answers MAP module calls only (no map_agent_* run metadata)")
         task = get_task(meta["map_agent_task"])
-        problem = task.problem(meta["map_agent_problem"])
+        problem = task.phases(task.problem(meta["map_agent_problem"]))[meta.get("map_agent_phase", 0)]
         module = meta["map_agent_module"]
         inp = make_input(module, task, meta["map_agent_input"])
         output = ORACLES[module](task, problem).compute(inp)

@@ -26,7 +26,7 @@ class TaskDecomposerInput(_In):
 
     state: SerializeAsAny[BaseModel]
     goal: SerializeAsAny[BaseModel]
-    n_subgoals: int = Field(ge=1)
+    n_subgoals: int | None = Field(default=None, ge=1, description="None: as many as the model needs")
 
 
 class ActorInput(_In):
@@ -36,6 +36,7 @@ class ActorInput(_In):
     goal: SerializeAsAny[BaseModel]
     n_actions: int = Field(ge=1)
     feedback: tuple[str, ...] = ()
+    history: tuple[str, ...] = Field(default=(), description="the moves and predicted states so far, in order")
     sample: int = Field(default=0, ge=0, description="resample index: a new round gets a new sample")
 
 
@@ -67,16 +68,32 @@ class OrchestratorInput(_In):
     goal: SerializeAsAny[BaseModel]
 
 
+#: Outputs come in two forms: with ``reasoning`` written *before* the verdict, as the original modules reason
+#: before they answer (the default), and verdict-only (``MAPConfig.reasoning=False``, a named deviation).
+#: Field order matters: JSON-schema-constrained decoding writes fields in schema order.
+REASONING = Field(max_length=2000, description="the step-by-step reasoning that leads to the answer below")
+
+
+class TaskDecomposerPlan(BaseModel, Generic[G]):
+    subgoals: list[G] = Field(min_length=1, max_length=8)
+
+
 class TaskDecomposerOutput(BaseModel, Generic[G]):
-    reasoning: str = Field(max_length=1200, description="why these subgoals lead to the goal")
-    subgoals: list[G] = Field(min_length=1, max_length=4)
+    reasoning: str = REASONING
+    subgoals: list[G] = Field(min_length=1, max_length=8)
 
 
 class ActorOutput(BaseModel, Generic[A]):
     actions: list[A] = Field(min_length=1, max_length=4)
 
 
+class MonitorVerdict(BaseModel):
+    valid: bool
+    feedback: str = Field(default="", max_length=400, description="which rule the action breaks, if any")
+
+
 class MonitorOutput(BaseModel):
+    reasoning: str = REASONING
     valid: bool
     feedback: str = Field(default="", max_length=400, description="which rule the action breaks, if any")
 
@@ -89,7 +106,12 @@ class PredictorOutput(BaseModel, Generic[S]):
 MAX_STEPS = 100
 
 
+class EvaluatorVerdict(BaseModel):
+    steps_to_goal: int = Field(ge=0, le=MAX_STEPS, description="fewest actions needed to reach the goal")
+
+
 class EvaluatorOutput(BaseModel):
+    reasoning: str = REASONING
     steps_to_goal: int = Field(ge=0, le=MAX_STEPS, description="fewest actions needed to reach the goal")
 
 
@@ -109,18 +131,19 @@ INPUTS: dict[str, type[BaseModel]] = {
 
 @cache
 def output_model(module: str, state: type[BaseModel], action: type[BaseModel],
-                 goal: type[BaseModel]) -> type[BaseModel]:
-    """The concrete output class of ``module`` for a task's types (cached so schemas are built once)."""
+                 goal: type[BaseModel], reasoning: bool = True) -> type[BaseModel]:
+    """The concrete output class of ``module`` for a task's types (cached so schemas are built once); with
+    ``reasoning`` the modules that reason in the original write it before their verdict."""
     return {
-        "TaskDecomposer": TaskDecomposerOutput[goal],  # type: ignore[valid-type]
+        "TaskDecomposer": (TaskDecomposerOutput if reasoning else TaskDecomposerPlan)[goal],  # type: ignore
         "Actor": ActorOutput[action],  # type: ignore[valid-type]
-        "Monitor": MonitorOutput,
+        "Monitor": MonitorOutput if reasoning else MonitorVerdict,
         "Predictor": PredictorOutput[state],  # type: ignore[valid-type]
-        "Evaluator": EvaluatorOutput,
+        "Evaluator": EvaluatorOutput if reasoning else EvaluatorVerdict,
         "Orchestrator": OrchestratorOutput,
     }[module]
 
 
-def outputs_for(task) -> dict[str, type[BaseModel]]:
+def outputs_for(task, reasoning: bool = True) -> dict[str, type[BaseModel]]:
     """Output classes of every module for ``task``."""
-    return {m: output_model(m, task.State, task.Action, task.Goal) for m in INPUTS}
+    return {m: output_model(m, task.State, task.Action, task.Goal, reasoning) for m in INPUTS}

@@ -13,6 +13,12 @@ class TaskDecomposer(LLMModule):
     stem = "task_decomposer"
     request = "Give {n_subgoals} subgoal(s) on the way from the start state to the goal."
 
+    def render(self, inp: TaskDecomposerInput) -> str:
+        if inp.n_subgoals is None:  # as many as the model needs (StrategyQA's sub-questions)
+            lines = [f"{label}: {text}" for label, text in self.fields(inp)]
+            return "\n".join([*lines, "Give as many subgoals as needed, in order, on the way to the goal."])
+        return super().render(inp)
+
     def fields(self, inp: TaskDecomposerInput) -> list[tuple[str, str]]:
         return [("Start state", self.task.render_state(inp.state)), ("Goal", self.task.render_goal(inp.goal))]
 
@@ -25,12 +31,13 @@ class OracleTaskDecomposer(OracleModule):
     def compute(self, inp: TaskDecomposerInput):
         known = self.task.oracle_subgoals(inp.state, inp.goal, inp.n_subgoals, self.problem)
         if known is not None:
-            return self.output_model(reasoning="the task's own decomposition", subgoals=known or [inp.goal])
+            return self.output_model.model_validate(
+                {"reasoning": "the task's own decomposition", "subgoals": known or [inp.goal]})
         path = shortest_path(self.task, inp.state, inp.goal, self.problem)
         states = path.states[1:-1]
-        k = inp.n_subgoals
+        k = inp.n_subgoals or 1
         picks = sorted({round(len(path.actions) * (i + 1) / (k + 1)) - 1 for i in range(k)} - {-1})
         subgoals = [self.task.as_goal(self.task.State.model_validate(states[i])) for i in picks if i < len(states)]
-        return self.output_model(reasoning=f"{len(subgoals)} state(s) evenly spaced on an optimal "
-                                           f"{len(path.actions)}-action path",
-                                 subgoals=subgoals or [inp.goal])
+        return self.output_model.model_validate(
+            {"reasoning": f"{len(subgoals)} state(s) evenly spaced on an optimal {len(path.actions)}-action path",
+             "subgoals": subgoals or [inp.goal]})

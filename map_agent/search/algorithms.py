@@ -21,7 +21,8 @@ from map_agent.modules.schemas import (
     PredictorInput,
     TaskDecomposerInput,
 )
-from map_agent.search.memo import Ctx, key
+from map_agent.search.memo import Ctx, failed, key
+from map_agent.task import canonical
 
 
 class Branch(BaseModel):
@@ -40,25 +41,35 @@ class Choice(BaseModel):
     branches: list[Branch]
 
 
-def propose_action(ctx: Ctx, state: BaseModel, goal: BaseModel) -> list[BaseModel] | None:
-    """Algorithm 1: the Actor proposes B actions, the Monitor gates each; rejected ones are fed back as
-    feedback for a new Actor round, up to ``monitor_retries`` extra rounds. Returns the valid actions (up to B,
-    possibly none), deduplicated in proposal order."""
+def propose_action(ctx: Ctx, state: BaseModel, goal: BaseModel,
+                   history: tuple[str, ...] = ()) -> list[BaseModel] | None:
+    """Algorithm 1: the Actor proposes B actions, the Monitor gates each; the Monitor's full verdict on rejected
+    ones is fed back for a new Actor round, up to ``monitor_retries`` extra rounds. Returns the valid actions (up
+    to B), deduplicated in proposal order.
+
+    The original's fallbacks: when every round was rejected, the last proposal is executed as it is
+    (``on_all_rejected="execute_last"``; "stop" returns none); a single valid action fills every branch
+    (``single_valid="duplicate"``).
+    """
     task, cfg = ctx.task, ctx.config
+    monitored = ctx.on("Monitor") and not (task.unmonitored_final and canonical(goal) == canonical(
+        task.goal(ctx.problem)))
     valid: list[BaseModel] = []
     feedback: list[str] = []
+    last: list[BaseModel] = []
     for round_ in range(1 + cfg.monitor_retries):
-        inp = ActorInput(state=state, goal=goal, n_actions=cfg.branches, feedback=tuple(feedback),
+        inp = ActorInput(state=state, goal=goal, n_actions=cfg.branches, feedback=tuple(feedback), history=history,
                          sample=cfg.actor_sample(round_))
-        proposal = ctx.get("Actor", key(state, goal, round_), inp)
+        proposal = ctx.get("Actor", key(state, goal, round_, *history), inp)
         if proposal is None:
             return None
         pending = False
-        for raw in proposal.get("actions") or []:
-            action = task.Action.model_validate(raw)
+        proposed = [task.Action.model_validate(raw) for raw in proposal.get("actions") or []]
+        last = proposed or last
+        for action in proposed:
             if action in valid:
                 continue
-            if not ctx.on("Monitor"):
+            if not monitored:
                 valid.append(action)
                 continue
             verdict = ctx.get("Monitor", key(state, action), MonitorInput(state=state, action=action))
@@ -67,14 +78,27 @@ def propose_action(ctx: Ctx, state: BaseModel, goal: BaseModel) -> list[BaseMode
             elif verdict.get("valid"):
                 valid.append(action)
             else:
-                note = f"'{task.render_action(action)}' is invalid: {verdict.get('feedback') or verdict.get('error')}"
+                said = " ".join(filter(None, [verdict.get("reasoning"), verdict.get("feedback")]))
+                note = f"'{task.render_action(action)}' is invalid: {said or verdict.get('error')}"
                 if note not in feedback:
                     feedback.append(note)
         if pending:
             return None
         if len(valid) >= cfg.branches:
             break
+    if not valid and cfg.on_all_rejected == "execute_last":
+        valid = _unique(last)
+    if len(valid) == 1 and cfg.single_valid == "duplicate":
+        return valid * cfg.branches
     return valid[: cfg.branches]
+
+
+def _unique(actions: list[BaseModel]) -> list[BaseModel]:
+    out: list[BaseModel] = []
+    for a in actions:
+        if a not in out:
+            out.append(a)
+    return out
 
 
 def predict(ctx: Ctx, state: BaseModel, action: BaseModel) -> BaseModel | None | bool:
@@ -103,21 +127,30 @@ def achieved(ctx: Ctx, state: BaseModel, goal: BaseModel) -> bool | None:
 
 
 def evaluate(ctx: Ctx, state: BaseModel, goal: BaseModel) -> float | None:
-    """The Evaluator's estimate of actions still needed (a failed call scores as unreachable)."""
-    out = ctx.get("Evaluator", key(state, goal), EvaluatorInput(state=state, goal=goal))
+    """The Evaluator's estimate of actions still needed. A failed call is, as in the original, a random value
+    from the task's range drawn with the run's seeded RNG (``evaluator_fallback="random"``), or unreachable."""
+    k = key(state, goal)
+    out = ctx.get("Evaluator", k, EvaluatorInput(state=state, goal=goal))
     if out is None:
         return None
     steps = out.get("steps_to_goal")
-    return math.inf if steps is None else float(steps)
+    if steps is not None:
+        return float(steps)
+    if failed(out) and ctx.config.evaluator_fallback == "random":
+        low, high = ctx.task.evaluator_fallback(ctx.problem)
+        return float(ctx.rng("Evaluator", k).randint(low, high))
+    return math.inf
 
 
-def search(ctx: Ctx, state: BaseModel, goal: BaseModel, depth: int = 1) -> Choice | None:
+def search(ctx: Ctx, state: BaseModel, goal: BaseModel, depth: int = 1,
+           history: tuple[str, ...] = ()) -> Choice | None:
     """Algorithm 2: expand B branches to L layers; leaves are valued by the Evaluator as
     ``depth + estimated steps``, values back up by minimum, and the first action of the best branch wins. If the
     Orchestrator finds a predicted state that achieves the goal, search stops there (early termination).
-    Without search (B = 1) the single valid proposal is taken as is."""
+    Without search (B = 1) the single valid proposal is taken as is. Equally valued branches are broken at random
+    with the run's seeded RNG (``tie_break="random"``, as the original) or by order ("first")."""
     cfg = ctx.config
-    actions = propose_action(ctx, state, goal)
+    actions = propose_action(ctx, state, goal, history)
     if actions is None:
         return None
     children: list[tuple[BaseModel, BaseModel]] = []
@@ -142,10 +175,10 @@ def search(ctx: Ctx, state: BaseModel, goal: BaseModel, depth: int = 1) -> Choic
                     for a, s in children]
         return Choice(chosen=branches[0] if branches else None, branches=branches)
     values: list[float | None] = []
-    for _, nxt in children:
+    for action, nxt in children:
         value: float | None = None
         if depth < cfg.layers:
-            sub = search(ctx, nxt, goal, depth + 1)
+            sub = search(ctx, nxt, goal, depth + 1, extend(ctx, history, action, nxt))
             if sub is not None:
                 value = sub.chosen.value if sub.chosen else None
                 if sub.chosen is None:  # a dead end below: value the state itself
@@ -159,16 +192,33 @@ def search(ctx: Ctx, state: BaseModel, goal: BaseModel, depth: int = 1) -> Choic
         return None
     branches = [Branch(action=a.model_dump(mode="json"), predicted=s.model_dump(mode="json"), value=v)
                 for (a, s), v in zip(children, values, strict=True)]
-    best = min(branches, key=lambda b: b.value) if branches else None
-    return Choice(chosen=best, branches=branches)
+    return Choice(chosen=_best(ctx, state, goal, branches), branches=branches)
+
+
+def _best(ctx: Ctx, state: BaseModel, goal: BaseModel, branches: list[Branch]) -> Branch | None:
+    if not branches:
+        return None
+    low = min(b.value for b in branches)
+    tied = [b for b in branches if b.value == low]
+    if len(tied) == 1 or ctx.config.tie_break == "first":
+        return tied[0]
+    return ctx.rng("tie", state, goal).choice(tied)
+
+
+def extend(ctx: Ctx, history: tuple[str, ...], action: BaseModel, state: BaseModel) -> tuple[str, ...]:
+    """The Actor's history after one more move (empty when ``actor_history`` is off)."""
+    if not ctx.config.actor_history:
+        return ()
+    return (*history, f"{ctx.task.render_action(action)} -> {ctx.task.render_state(state)}")
 
 
 def decompose(ctx: Ctx, start: BaseModel, goal: BaseModel) -> list[BaseModel] | None:
     """The TaskDecomposer's subgoals (none when it is off or its reply failed)."""
     if not ctx.on("TaskDecomposer"):
         return []
-    inp = TaskDecomposerInput(state=start, goal=goal, n_subgoals=ctx.config.n_subgoals)
-    out = ctx.get("TaskDecomposer", key(start, goal, ctx.config.n_subgoals), inp)
+    k = ctx.config.n_subgoals
+    inp = TaskDecomposerInput(state=start, goal=goal, n_subgoals=k)
+    out = ctx.get("TaskDecomposer", key(start, goal, k or 0), inp)
     if out is None:
         return None
-    return [ctx.task.Goal.model_validate(g) for g in (out.get("subgoals") or [])][: ctx.config.n_subgoals]
+    return [ctx.task.Goal.model_validate(g) for g in (out.get("subgoals") or [])][: k or ctx.task.max_subgoals]

@@ -11,6 +11,7 @@ when the search restarts from the chosen child.
 from __future__ import annotations
 
 import hashlib
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,3 +66,13 @@ class Ctx:
 
     def on(self, module: str) -> bool:
         return self.config.modules[module] != "off"
+
+    def rng(self, *parts: BaseModel | str | int) -> random.Random:
+        """The run's seeded random source for one decision (a tie, a fallback value): the same decision in a
+        resumed run draws the same number, and another run index draws another."""
+        return random.Random(f"{self.config.seed}|{key(*parts)}")
+
+
+def failed(entry: dict[str, Any]) -> bool:
+    """Whether a stored module result is a failed call (no output, only its error)."""
+    return bool(entry.get("failed"))

@@ -1,9 +1,11 @@
 """Algorithm 3, the MAP plan loop, as one controller step over the run's progress.
 
 The TaskDecomposer sets subgoals; they are pursued in order, then the final goal. For each goal: the Orchestrator
-checks the (predicted) current state; if the goal is not achieved, Search chooses an action, which joins the plan
-P, and the Predictor's next state becomes the current state. Planning ends when the Orchestrator declares the
-final goal achieved, when P holds N actions, or when no valid action is proposed.
+checks the (predicted) current state -- against the final goal first, as the original does at every step, then
+against the subgoal pursued; if the goal is not achieved, Search chooses an action, which joins the plan P, and
+the Predictor's next state becomes the current state. Planning ends when the Orchestrator declares the final goal
+achieved, when P holds N actions, or when no action is left to take. With the Orchestrator off, a task may give
+each goal a fixed number of actions (``Task.actions_per_goal``: StrategyQA answers each question once).
 """
 
 from __future__ import annotations
@@ -12,14 +14,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from map_agent.search.algorithms import Choice, achieved, decompose, search
+from map_agent.search.algorithms import Choice, achieved, decompose, extend, search
 from map_agent.search.memo import Ctx, Job
 
 Status = Literal["running", "goal", "budget", "stuck"]
 OUTCOMES = {
     "goal": "the Orchestrator declared the final goal achieved",
     "budget": "the plan reached N actions",
-    "stuck": "no valid action was proposed",
+    "stuck": "no action to take: the Actor proposed none, or every proposal was rejected (on_all_rejected='stop')",
 }
 
 
@@ -63,16 +65,28 @@ def advance(ctx: Ctx, progress: Progress) -> tuple[Progress, list[Job]]:
             break
         goal = task.Goal.model_validate(p.goals[p.goal_index])
         state = task.State.model_validate(p.current)
+        if ctx.config.final_goal_first and p.goal_index < len(p.goals) - 1:
+            done_final = achieved(ctx, state, final)
+            if done_final is None:
+                break
+            if done_final:
+                p.goal_index = len(p.goals)
+                continue
         done = achieved(ctx, state, goal)
         if done is None:
             break
-        if done:
+        quota = task.actions_per_goal if not ctx.on("Orchestrator") else None
+        if done or (quota is not None and sum(s.goal_index == p.goal_index for s in p.steps) >= quota):
             p.goal_index += 1
             continue
         if len(p.plan) >= ctx.config.max_actions:
             p.status = "budget"
             break
-        choice = search(ctx, state, goal)
+        history: tuple[str, ...] = ()
+        for step in p.steps:
+            history = extend(ctx, history, task.Action.model_validate(step.choice.chosen.action),
+                             task.State.model_validate(step.choice.chosen.predicted))
+        choice = search(ctx, state, goal, history=history)
         if choice is None:
             break
         if choice.chosen is None:
