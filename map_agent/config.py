@@ -59,6 +59,9 @@ class MAPConfig(BaseModel):
                                           description="the Actor's temperature rises by this per parse retry")
     top_p: float | None = Field(default=0.0, ge=0, le=1, description="top-p of every module (original: 0)")
     examples: bool = Field(default=True, description="include the in-context examples in module prompts")
+    prompts: Literal["paper", "ft"] = Field(
+        default="paper", description="'ft': the short prompts of fine-tuned models (<module>.ft.md, no in-context "
+                                     "examples, verdict-only replies), as `map-agent distill` writes its data")
     seed: int = Field(default=0, ge=0, description="run index: part of every module call's cache key and RNG")
     on_all_rejected: Literal["execute_last", "stop"] = Field(
         default="execute_last", description="when the Monitor rejects every proposal: execute the last one, or stop")
@@ -110,9 +113,11 @@ class MAPConfig(BaseModel):
             modules=impls,
             search=bool(search),
             n_subgoals=self.n_subgoals or task.default_subgoals,
-            **self.model_dump(include={"actor_temperature", "retry_temperature_step", "top_p", "examples", "seed",
+            **self.model_dump(include={"actor_temperature", "retry_temperature_step", "top_p", "seed",
                                        "on_all_rejected", "evaluator_fallback", "tie_break", "single_valid",
-                                       "final_goal_first", "actor_history", "reasoning"}),
+                                       "final_goal_first", "actor_history", "prompts"}),
+            examples=self.examples and self.prompts == "paper",
+            reasoning=self.reasoning and self.prompts == "paper",
             deviations=self.deviations(),
         )
 
@@ -134,6 +139,7 @@ class Resolved(BaseModel):
     retry_temperature_step: float
     top_p: float | None
     examples: bool
+    prompts: Literal["paper", "ft"] = "paper"
     seed: int
     on_all_rejected: Literal["execute_last", "stop"]
     evaluator_fallback: Literal["random", "unreachable"]

@@ -202,6 +202,15 @@ class Task(ABC, Generic[S, A, G]):
         Predictor's states) or a stricter one (CogEval: optimal paths); averaged in ``summary.json``."""
         return {}
 
+    def summarise_metrics(self, per_problem: list[dict[str, float | bool]]) -> dict[str, float]:
+        """One run's ``paper_metrics`` over its problems: by default each one's mean (a yes/no one as a
+        percentage); a task whose paper pools counts (moves over all problems) overrides it."""
+        values: dict[str, list[float]] = {}
+        for metrics in per_problem:
+            for name, v in metrics.items():
+                values.setdefault(name, []).append(100.0 * v if isinstance(v, bool) else float(v))
+        return {name: sum(vs) / len(vs) for name, vs in values.items()}
+
     def leak_probes(self, problem: Problem) -> list[str]:
         """Regular expressions whose match in any rendered prompt proves that ground truth leaked.
 

@@ -53,3 +53,55 @@ def test_sample_index_gets_its_own_entry(tmp_path):
     assert llm.invoke("hi", seed=0).content == "one"
     assert llm.invoke("hi", seed=1).content == "two"
     assert llm.invoke("hi", seed=0).content == "one"  # served from the cache
+
+
+def _orchestrator(llm, problem):
+    from map_agent.modules import LLM_MODULES
+    from map_agent.modules.base import make_input
+    from map_agent.task import get_task
+
+    task = get_task("hanoi")
+    module = LLM_MODULES["Orchestrator"](task, problem, llm, parse_retries=1)
+    inp = make_input("Orchestrator", task, {"state": problem.start, "goal": problem.goal})
+    return module, inp
+
+
+def test_an_unparseable_reply_is_not_replayed_to_later_calls_or_runs(tmp_path):
+    """Issue 9: a malformed reply used to be cached and replayed to every later problem and run."""
+    cache = DiskPromptCache(tmp_path / "c")
+    problem = hanoi.problem(7)
+    first_llm = FakeListChatModel(responses=["no JSON here", '{"achieved": false}'], cache=cache)
+    module, inp = _orchestrator(first_llm, problem)
+    result = module(inp)
+    assert result.ok and result.output.achieved is False and result.record.calls == 2
+    assert len(cache) == 1  # only the reply that parsed (the re-ask) is kept
+
+    later_llm = FakeListChatModel(responses=['{"achieved": true}'], cache=cache)  # a later run, same prompt
+    module, inp = _orchestrator(later_llm, problem)
+    again = module(inp)
+    assert again.ok and again.output.achieved is True  # asked the model again instead of replaying the bad reply
+    assert again.record.cache_hits == 0 and again.record.calls == 1
+
+
+def test_a_call_that_raised_is_never_stored(tmp_path):
+    cache = DiskPromptCache(tmp_path / "c")
+
+    class Failing(FakeListChatModel):
+        def _call(self, *args, **kwargs):
+            raise ConnectionError("endpoint down")
+
+    module, inp = _orchestrator(Failing(responses=["unused"], cache=cache), hanoi.problem(7))
+    module.network_attempts = 1
+    result = module(inp)
+    assert not result.ok and "endpoint down" in result.record.error and len(cache) == 0
+
+
+def test_an_unusable_cache_directory_is_one_clear_error(tmp_path):
+    import pytest
+
+    from map_agent.llm.cache import CacheDirError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(CacheDirError, match="prompt cache directory .*file/sub is not usable"):
+        DiskPromptCache(blocker / "sub")

@@ -34,6 +34,8 @@ def _solve_all(split: str, **kwargs: Any) -> None:
         assert result.solved, (problem.id, [a.room for a in result.actions], result.status)
         assert result.invalid_moves == 0
         assert len(result.actions) == problem.optimal_length
+        assert result.metrics == {"optimal": True, "pct_invalid_per_problem": 0.0}
+        assert len(result.phases) == len(TASK.phases(problem)) - 1
 
 
 @pytest.mark.parametrize("split", MAP_SPLITS)
@@ -56,12 +58,53 @@ def test_steppath_runs_without_search_and_valuepath_with_it():
         assert agent.config.modules["Predictor"] == "off" and agent.config.modules["TaskDecomposer"] == "off"
 
 
-@pytest.mark.parametrize("problem_id", ["steppath3-9-13", "valuepath-4", "detour-4", "reward_revaluation-2"])
+@pytest.mark.parametrize(
+    "problem_id", ["steppath3-9-13", "valuepath-4", "detour-4", "reward_revaluation-2", "n7tree>valuepath-8-15-4"]
+)
 def test_llm_path_with_the_oracle_chat_model(problem_id):
     """Every module prompt renders, is sent, and its reply parses: the full LLM path without a real model."""
     result = MAPAgent(TASK.problem(problem_id), llm=OracleChatModel(), cache=False).plan()
     assert result.solved and result.invalid_moves == 0 and not result.failures
     assert result.usage.modules["Actor"].model_calls >= 1
+
+
+def test_detour_second_phase_sees_the_first_attempt_and_replans_from_the_start():
+    problem = TASK.problem("detour-1")
+    result = MAPAgent(problem, backend="oracle").plan()
+    (first,) = result.phases
+    walked = [a["room"] for a in first["plan"]]
+    assert walked[0] == 11 and walked[-1] == 8 and len(walked) == 3  # the first phase uses the door 1-11
+    replanned = [a.room for a in result.actions]
+    assert replanned[:2] == [13, 11] and replanned[-1] == 8 and len(replanned) == 4  # then round it, from room 1
+    assert result.solved and result.metrics["optimal"]
+
+
+class RecordingOracle(OracleChatModel):
+    """The oracle for every module, keeping every prompt it was sent."""
+
+    sent: list[str] = []
+
+    def _generate(
+        self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager=None, **kwargs: Any
+    ) -> ChatResult:
+        self.sent.append("\n".join(str(m.content) for m in messages))
+        return super()._generate(messages, stop, run_manager, **kwargs)
+
+
+@pytest.mark.parametrize("problem_id", ["detour-4", "reward_revaluation-4"])
+def test_second_phase_prompts_carry_the_first_attempt_then_the_change(problem_id):
+    problem = TASK.problem(problem_id)
+    llm = RecordingOracle(sent=[])
+    result = MAPAgent(problem, llm=llm, cache=False).plan()
+    assert result.solved and len(result.phases) == 1
+    first_moves = [a["room"] for a in result.phases[0]["plan"]]
+    change = problem.info["change"]
+    before = [t for t in llm.sent if change not in t]
+    after = [t for t in llm.sent if change in t]
+    assert before and after  # the first phase never hears of the change
+    history = f"Move 1: Go to room {first_moves[0]}. -> room {first_moves[0]}"
+    assert all(history in t and t.index(history) < t.index(change) for t in after)
+    assert not any("Goal: room" in t for t in llm.sent)  # the best chest is never named as the goal
 
 
 class ScriptedActor(OracleChatModel):
@@ -99,8 +142,9 @@ def test_without_monitor_the_invalid_move_is_counted():
 def test_steppath_prompt_uses_the_steppath_examples():
     from map_agent.modules.actor import Actor
 
-    actor = Actor(TASK, TASK.problem("steppath2-4-9"), OracleChatModel())
-    assert len([m for m in actor._prefix if m.type == "ai"]) == 3
+    actor = Actor(TASK, TASK.problem("steppath2-4-9").public(), OracleChatModel())
+    # the original's three example sequences, 2 + 3 + 4 steps
+    assert len([m for m in actor._prefix if m.type == "ai"]) == 9
 
 
 @pytest.mark.real_model

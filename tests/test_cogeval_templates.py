@@ -10,7 +10,7 @@ import networkx as nx
 import pytest
 
 from map_agent.task import InvalidProblem
-from map_agent.tasks.cogeval import CogEvalTask
+from map_agent.tasks.cogeval import CogEvalTask, graph_of
 from map_agent.tasks.cogeval.templates import (
     GRAPH_SOURCES,
     load_template,
@@ -97,10 +97,27 @@ def test_template_splits_and_transfer():
     ]
     assert {p.optimal_length for p in TASK.problems("n15star:steppath4")} == {4}
     transfer = TASK.problems("transfer_n7tree:valuepath")
-    assert [p.start for p in transfer] == [p.start for p in TASK.problems("valuepath")]
+    # the transfer script: 50 and 10 in six placements, from every other start room
+    placements = {(p.hidden["target"], min(set(graph_of(p).rewards) - {p.hidden["target"]})) for p in transfer}
+    assert placements == {(11, 8), (8, 11), (8, 15), (15, 8), (1, 8), (8, 1)}
+    assert len(transfer) == 6 * 13 and all(p.goal == {"room": None} for p in transfer)
+    assert all(sorted(graph_of(p).rewards.values()) == [10.0, 50.0] for p in transfer)
     assert all(p.info["icl"] == "n7tree" for p in transfer)
     assert "different environment (n7tree)" in TASK.describe(transfer[0])
     assert "Room 0 is connected to room 1, and room 4." in TASK.describe(transfer[0])
+    # the transfer script words the task as Reward Revaluation does: both chest rules, the highest-reward chest
+    assert "to the room with a chest with the highest reward" in TASK.describe(transfer[0])
+    assert "must collect the reward" in TASK.describe(transfer[0])
+
+
+def test_template_valuepath_goals_name_no_room():
+    for graph in ("n7tree", "n15star", "n16cluster", "n21star"):
+        for p in TASK.problems(f"{graph}:valuepath"):
+            best = template_graph(graph).best_chest()
+            assert p.goal == {"room": None} and p.hidden["target"] == best
+            assert TASK.satisfies(TASK.start(p).model_copy(update={"room": best}), TASK.goal(p), p)
+    for p in TASK.problems("n7tree:steppath2"):
+        assert p.goal["room"] is not None and "target" not in p.hidden  # Steppath names its target
     with pytest.raises(KeyError, match="stories without a door list"):
         template_graph("n7line")
 

@@ -125,6 +125,30 @@ def _symbols(configs):
     return {s for c in configs for s in (c.agent, c.goal, c.wall, c.empty)}
 
 
+def test_the_papers_three_configurations_are_exactly_as_printed():
+    # Section IV.B lists these (its worm_in_garden repeats space_rover's symbols, actions and reward)
+    printed = {
+        "space_rover": {"agent": "R", "goal": "P", "wall": "O", "empty": ".", "reward": 3},
+        "worm_in_garden": {"agent": "R", "goal": "P", "wall": "O", "empty": ".", "reward": 3},
+        "desert_trek": {"agent": "T", "goal": "O", "wall": "@", "empty": ".", "reward": 2},
+    }
+    assert [c.name for c in data.PAPER_CONFIGS] == list(printed)
+    for c in data.PAPER_CONFIGS:
+        assert c.model_dump(include={"agent", "goal", "wall", "empty", "reward"}) == printed[c.name]
+        assert c.actions == ((0, 1), (1, 0), (0, -1), (-1, 0))
+        assert data.config_source(c) == "paper"
+    assert data.TRAINING_CONFIGS[:3] == data.PAPER_CONFIGS
+
+
+def test_configurations_the_paper_does_not_give_are_labelled_as_ours():
+    ours = [c for cs in (data.MAP_AGENT_CONFIGS, data.TEST_CONFIGS[2], data.TEST_CONFIGS[3], data.TEST_CONFIGS[4])
+            for c in cs]
+    assert len(data.MAP_AGENT_CONFIGS) == 7 and all(data.config_source(c) == "map-agent" for c in ours)
+    assert not {c.name for c in ours} & {c.name for c in data.PAPER_CONFIGS}
+    assert {p.config_source for p in data.load_test_set(2)} == {"map-agent"}
+    assert {p.config_source for p in data.load_test_set(1)} == {"paper", "map-agent"}
+
+
 def test_configurations_follow_the_paper():
     assert len(data.TRAINING_CONFIGS) == 10
     train_actions = {c.actions for c in data.TRAINING_CONFIGS}
@@ -158,18 +182,29 @@ def test_test_set_one_shares_no_maze_with_training():
     assert not train & {json.dumps(p.grid) for p in data.load_test_set(1)}
 
 
-def test_training_export_is_chat_jsonl(tmp_path):
+def test_training_export_is_chat_jsonl_in_the_papers_format(tmp_path):
     out = tmp_path / "train.jsonl"
     assert data.main(["--out", str(out), "--n", "5", "--seed", "3"]) == 0
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(lines) == 5
     assert lines == data.training_examples(5, seed=3)
     for record in lines:
-        assert [m["role"] for m in record["messages"]] == ["system", "user", "assistant"]
-        script = record["messages"][2]["content"]
-        assert "maze=[" in script and "def value_iteration(maze" in script
-        assert record["messages"][1]["content"].startswith("This is a maze problem that I want you to solve:")
+        # Figure 2: an empty system block, the problem, then an answer opening with the paper's line
+        assert [m["role"] for m in record["messages"]] == ["user", "assistant"]
+        reply = record["messages"][1]["content"]
+        assert reply.startswith(data.ANSWER_LEAD + "\n")
+        assert "maze=[" in reply and "def value_iteration(maze" in reply
+        assert record["messages"][0]["content"].startswith("This is a maze problem that I want you to solve:")
     assert len(data.training_examples()) == 1000
+
+
+def test_training_export_in_this_projects_format(tmp_path):
+    out = tmp_path / "train.jsonl"
+    assert data.main(["--out", str(out), "--n", "2", "--prompt", "map-agent"]) == 0
+    for record in (json.loads(line) for line in out.read_text().splitlines()):
+        assert [m["role"] for m in record["messages"]] == ["system", "user", "assistant"]
+        assert record["messages"][2]["content"].startswith('"""Value iteration')
+        assert record["messages"][1]["content"].endswith(data.ANSWER_LEAD)
 
 
 # -- the LangChain tool -----

@@ -131,3 +131,17 @@ def test_llm_path_renders_maze_prompts(task):
     messages = monitor.messages(make_input("Monitor", task, {"state": p.start, "action": {"d_row": 0, "d_col": 1}}))
     assert "maze=[[" in messages[0].content
     assert isinstance(messages[1], HumanMessage) and isinstance(messages[2], AIMessage)
+
+
+def test_a_shortest_plan_is_hidden_and_no_prompt_states_the_budget(task):
+    for split in task.splits():
+        p = task.problems(split)[0]
+        plan = [MazeMove(**m) for m in p.hidden["optimal_plan"]]
+        assert len(plan) == p.optimal_length
+        state = task.start(p)
+        for move in plan:
+            assert task.check(state, move, p).valid
+            state = task.apply(state, move, p)
+        assert task.satisfies(state, task.goal(p), p)
+        text = task.describe(p.public())
+        assert "moves may be used" not in text and str(p.max_actions) not in text.split("Action set:")[1]

@@ -20,7 +20,7 @@ TASKS = {"mbw": MBW, "logistics": LOG}
 
 
 def actions(task, problem, steps=None):
-    return [task.Action.model_validate(s) for s in (problem.info["ground_truth_plan"] if steps is None else steps)]
+    return [task.Action.model_validate(s) for s in (problem.hidden["ground_truth_plan"] if steps is None else steps)]
 
 
 # -- data ----------------------------------------------------------------------------------------------------
@@ -31,8 +31,10 @@ def test_loader_reads_every_instance_with_n_from_the_optimal_length(task, count,
     assert (problems[0].id, problems[-1].id) == (first, last)
     for p in problems:
         assert p.max_actions == p.optimal_length + EXTRA_ACTIONS == p.optimal_length + 4
-        assert 0 < p.optimal_length <= len(p.info["ground_truth_plan"])
+        assert 0 < p.optimal_length <= len(p.hidden["ground_truth_plan"])
         assert p.info["example_instance_ids"] == [int(p.id) - 1]
+        assert "ground_truth_plan" not in p.info  # ground truth is hidden: no prompt is built from it
+        assert p.public().hidden == {} and p.public().optimal_length is None
     assert ICL_INSTANCE not in {p.id for p in problems}
     assert [p.id for p in task.problems("icl")] == [ICL_INSTANCE]
 
@@ -170,7 +172,7 @@ def test_distance_is_the_optimal_plan_length_and_falls_by_one_along_it(task, ids
         p = task.problem(pid)
         s, g = task.start(p), task.goal(p)
         assert task.distance(s, g, p) == p.optimal_length
-        if len(p.info["ground_truth_plan"]) != p.optimal_length:
+        if len(p.hidden["ground_truth_plan"]) != p.optimal_length:
             continue
         for a in actions(task, p):  # an optimal plan: every step brings the goal one action closer
             before = task.distance(s, g, p)
@@ -205,7 +207,7 @@ def val_verdict(task, problem, steps: list[str], tmp_path: Path) -> tuple[bool, 
 
 def corruptions(task, problem, rng: random.Random) -> dict[str, list[str]]:
     """A dropped, a swapped and a wrong-argument step (PlanBench plans are PDDL lines)."""
-    steps = list(problem.info["ground_truth_plan"])
+    steps = list(problem.hidden["ground_truth_plan"])
     i = rng.randrange(len(steps))
     dropped = steps[:i] + steps[i + 1:]
     j = rng.randrange(len(steps) - 1) if len(steps) > 1 else 0
@@ -223,7 +225,7 @@ def corruptions(task, problem, rng: random.Random) -> dict[str, list[str]]:
 def _agreement(task, problems, rng, tmp_path) -> int:
     checked = 0
     for p in problems:
-        assert val_verdict(task, p, p.info["ground_truth_plan"], tmp_path) == (True, None)
+        assert val_verdict(task, p, p.hidden["ground_truth_plan"], tmp_path) == (True, None)
         for kind, steps in corruptions(task, p, rng).items():
             ex = task.execute(p, actions(task, p, steps))
             first_invalid = next((s.index for s in ex.steps if not s.valid), None)
@@ -254,30 +256,51 @@ EXAMPLES = {
 
 @pytest.mark.parametrize("task", [MBW, LOG], ids=["mbw", "logistics"])
 def test_prompts_have_the_papers_example_counts_and_true_examples(task):
-    icl = task.problem(ICL_INSTANCE)
+    """The paper's counts, and every example true in the PlanBench instance it names (its objects and types)."""
     for stem, count in EXAMPLES[task].items():
         assert (task.prompt_dir() / f"{stem}.md").read_text().strip()
         shots = json.loads((task.prompt_dir() / f"{stem}.examples.json").read_text())
         assert len(shots) == count, stem
         for shot in shots:
-            inp, out = shot["input"], shot["output"]
+            assert shot["source"]
+            inp, out, where = shot["input"], shot["output"], task.problem(shot["instance"])
             state = task.State.model_validate(inp["state"])
             if stem == "actor":
-                assert all(task.check(state, task.Action.model_validate(a), icl).valid for a in out["actions"])
+                _assert_full_plan_example(task, where, shot)
             elif stem == "monitor":
-                assert task.check(state, task.Action.model_validate(inp["action"]), icl).valid == out["valid"]
+                verdict = task.check(state, task.Action.model_validate(inp["action"]), where)
+                assert verdict.valid == out["valid"] and out["reasoning"]
+                assert bool(out["feedback"]) != out["valid"]
             elif stem == "predictor":
-                assert task.apply(state, task.Action.model_validate(inp["action"]), icl) == \
+                assert task.apply(state, task.Action.model_validate(inp["action"]), where) == \
                     task.State.model_validate(out["next_state"])
             elif stem == "orchestrator":
-                assert task.satisfies(state, task.Goal.model_validate(inp["goal"]), icl) == out["achieved"]
+                assert task.satisfies(state, task.Goal.model_validate(inp["goal"]), where) == out["achieved"]
             elif stem == "evaluator":
-                assert task.distance(state, task.Goal.model_validate(inp["goal"]), icl) == out["steps_to_goal"]
-            else:  # each subgoal is reachable and on the way: it does not lengthen the optimal plan
+                assert task.distance(state, task.Goal.model_validate(inp["goal"]), where) == out["steps_to_goal"]
+                assert out["reasoning"]
+            else:  # one subgoal (K = 1), reachable and closer than the goal
                 goal = task.Goal.model_validate(inp["goal"])
-                total = task.distance(state, goal, icl)
+                total = task.distance(state, goal, where)
+                assert inp["n_subgoals"] == len(out["subgoals"]) == 1 and out["reasoning"]
                 for sub in out["subgoals"]:
-                    assert task.distance(state, task.Goal.model_validate(sub), icl) < total
+                    assert 0 < task.distance(state, task.Goal.model_validate(sub), where) < total
+
+
+def _assert_full_plan_example(task, problem, shot):
+    """The original shows whole plans: the example is the plan's last step, after the moves and predicted states
+    that the live Actor prompt lists in the same form; the plan is valid and reaches the instance's goal."""
+    plan = [task.Action.model_validate(a) for a in shot["plan"]]
+    execution = task.execute(problem, plan)
+    assert execution.solved and execution.n_invalid == 0
+    state, history = task.start(problem), []
+    for action in plan[:-1]:
+        state = task.apply(state, action, problem)
+        history.append(f"{task.render_action(action)} -> {task.render_state(state)}")
+    assert shot["input"]["history"] == history
+    assert task.State.model_validate(shot["input"]["state"]) == state
+    assert task.Goal.model_validate(shot["input"]["goal"]) == task.goal(problem)
+    assert [task.Action.model_validate(a) for a in shot["output"]["actions"]] == plan[-1:]
 
 
 @pytest.mark.parametrize("task", [MBW, LOG], ids=["mbw", "logistics"])
@@ -342,3 +365,57 @@ def test_states_drop_implicit_type_facts_and_reject_unknown_predicates():
     assert LOG.State(facts=["(OBJ p0)", "(at p0 l0-0)"]).facts == ("(at p0 l0-0)",)
     with pytest.raises(ValueError, match="unknown predicate"):
         MBW.State(facts=["(on a b)"])
+
+
+# -- what a model may see -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("task", [MBW, LOG], ids=["mbw", "logistics"])
+def test_no_prompt_shows_the_ground_truth_plan_the_optimal_length_or_n(task):
+    """The original tells the model neither N nor the optimal plan: every module's prompt is the same when the
+    hidden plan, the optimal length and N change, and no leak probe matches it."""
+    import re
+
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    from map_agent.modules import LLM_MODULES
+    from map_agent.modules.base import make_input
+
+    for p in task.problems("test")[:3]:
+        other = p.model_copy(update={"hidden": {"ground_truth_plan": ["(attack z)"]}, "optimal_length": 1,
+                                     "max_actions": 99})
+        action = task.legal_actions(task.start(p), p)[0].model_dump()
+        raw = {"state": p.start, "goal": p.goal, "action": action, "n_actions": 1, "n_subgoals": 1,
+               "history": [f"{task.render_action(task.Action.model_validate(action))} -> state"]}
+        for name, module in LLM_MODULES.items():
+            inp = make_input(name, task, raw)
+            seen = [m.content for m in module(task, p, FakeListChatModel(responses=["{}"])).messages(inp)]
+            assert seen == [m.content for m in module(task, other, FakeListChatModel(responses=["{}"])).messages(inp)]
+            text = "\n".join(seen)
+            assert not [probe for probe in task.leak_probes(p) if re.search(probe, text)], name
+
+
+def test_leak_probes_catch_the_plan_and_a_stated_budget():
+    import re
+
+    p = MBW.problem(2)
+    leaked = [f"My plan: {p.hidden['ground_truth_plan'][0]}", f"Reach it in at most {p.max_actions} actions.",
+              f"The optimal plan has {p.optimal_length} steps."]
+    for text in leaked:
+        assert any(re.search(probe, text) for probe in MBW.leak_probes(p)), text
+
+
+def test_logistics_asks_the_task_decomposer_for_one_subgoal_and_mystery_blocksworld_for_none():
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    from map_agent.config import MAPConfig
+    from map_agent.modules import LLM_MODULES
+    from map_agent.modules.base import make_input
+
+    p = LOG.problem(2)
+    config = MAPConfig().resolve(LOG, p)
+    assert config.n_subgoals == 1 and config.modules["TaskDecomposer"] == "llm" and not config.search
+    assert config.modules["Evaluator"] == "off"
+    td = LLM_MODULES["TaskDecomposer"](LOG, p, FakeListChatModel(responses=["{}"]))
+    inp = make_input("TaskDecomposer", LOG, {"state": p.start, "goal": p.goal, "n_subgoals": config.n_subgoals})
+    assert "Give 1 subgoal(s)" in td.messages(inp)[-1].content
+    mbw = MAPConfig().resolve(MBW, MBW.problem(2))
+    assert mbw.modules["TaskDecomposer"] == "off" and mbw.modules["Evaluator"] == "off" and not mbw.search

@@ -58,4 +58,30 @@ def test_langgraph_dev_and_sdk_plan_over_loopback(tmp_path):
         server.wait(timeout=30)
     assert final["progress"]["status"] == "goal"
     assert [m["disk"] for m in final["progress"]["plan"]] == [2, 0, 2, 1, 2]
+    assert final["score"]["solved"] and final["score"]["n_invalid"] == 0  # scored by the environment
     assert state["values"]["progress"]["plan"] == final["progress"]["plan"]
+
+
+def test_the_served_graph_ends_with_the_environments_score():
+    from map_agent.graph.server import make_graph
+
+    run = {"configurable": {"backend": "oracle"}}
+    final = make_graph(run).invoke({"task": "hanoi", "problem_id": "7"}, run)
+    assert final["score"]["solved"] and final["score"]["n_actions"] == 5 == len(final["progress"]["plan"])
+    assert final["score"]["goal_reached"] and len(final["score"]["steps"]) == 5
+
+
+def test_base_url_and_json_schema_are_set_per_run_in_configurable():
+    from fake_openai import FakeOpenAI
+
+    from map_agent.graph.server import make_graph
+
+    with FakeOpenAI() as server:
+        run = {"configurable": {"backend": "openai", "model": "served-model", "base_url": server.url,
+                                "json_schema": "json_object"}}
+        final = make_graph(run).invoke({"task": "hanoi", "problem_id": "7",
+                                        "map_config": {"parse_retries": 0, "monitor_retries": 0}}, run)
+        assert server.requests, "the run's base_url was not used"
+        body = server.requests[0]["body"]
+    assert body["model"] == "served-model" and body["response_format"]["type"] == "json_object"
+    assert "score" in final and final["score"]["solved"] is False

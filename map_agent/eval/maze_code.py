@@ -1,20 +1,23 @@
 """The paper's evaluation: a model writes a value-iteration script for a maze; we run it and score the path.
 
-For each problem of a test set the model gets the paper's prompt (``prompts/maze_code/``), optionally after
-``shots`` solved training examples (the paper's prompt tuning), and replies with a script. The script runs in
+For each problem of a test set the model gets the paper's prompt (``prompt="paper"``, the default: the problem
+description of its Figure 2 and no system message; with ``shots`` solved training examples, the prompt-tuning
+frame of its Figure 3) or this project's (``prompt="map-agent"``: a system message stating the answer's
+contract, the shots as earlier chat turns), and replies with a script (see ``prompts/maze_code/``). The script runs in
 the sandbox (:mod:`map_agent.tools.sandbox`) with the contract of the paper: it binds ``maze`` (a copy of the
 problem's maze) and ``value_iteration``, and we evaluate ``value_iteration(maze)`` to get the value matrix.
 
 Metrics (per problem, averaged in ``summary.json``):
 
-* **code execution success** -- the script and the call ran without an error, within the limits, and returned
-  a numeric matrix of the maze's shape;
-* **solution accuracy** -- the greedy path on that matrix (:func:`map_agent.tools.maze.greedy_path`) reaches
-  the goal in the optimal number of moves using only legal moves of the problem's action set. Ties: greedy
-  moves between cells of equal value are broken by the action order of the set, and any shortest path counts
-  as correct; when the shortest path is unique this is exactly the paper's "identical to the path of the human
-  code". ``paper_match`` also records the paper's literal criterion: the path equals the reference solver's
-  greedy path.
+* **code execution success** (the paper's) -- the script and the call ran without an error within the limits
+  (a result that is not a value matrix of the maze's shape still ran: status ``bad_output``, not accurate);
+* **solution accuracy** (the paper's, ``identical_path``) -- the greedy path on the script's values
+  (:func:`map_agent.tools.maze.greedy_path`, ties broken by the action order of the set) is identical to the
+  greedy path on the reference solver's values ("the path based on human generated code");
+* **shortest-path accuracy** (this project's, reported beside it: ``shortest_path``) -- the greedy path reaches
+  the goal in the optimal number of moves using only legal moves; any shortest path counts, so values that
+  break a tie differently from the reference are not penalised. When the shortest path is unique the two
+  agree.
 
 Runs are append-only and resumable: ``records.jsonl`` gets one line per finished problem and ids already there
 are skipped; ``summary.json`` is rewritten from all records at the end.
@@ -35,32 +38,36 @@ from typing import Any
 import numpy as np
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from map_agent.eval.records import append_record, read_records
 from map_agent.tasks.maze.data import (
+    ANSWER_LEAD,
     DEFAULT_SEED,
+    PROMPTS,
     TEST_SETS,
     MazeProblem,
+    Prompt,
     load_test_set,
+    prompt_tuning_prompt,
     reference_script,
     system_prompt,
     training_problems,
     user_prompt,
 )
 from map_agent.tools.maze import Maze, Position, greedy_path, solve_maze
-from map_agent.tools.sandbox import SandboxLimits, run_script
+from map_agent.tools.sandbox import SandboxLimits, SandboxUnavailable, check_isolation, run_script
 
 EPILOGUE = "__result__ = {'maze': maze, 'values': value_iteration(maze)}"
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)```", re.DOTALL)
 
 
 class CodeScore(BaseModel):
-    """The verdict on one script."""
+    """The verdict on one script: the paper's two metrics and this project's relaxed accuracy."""
 
-    executed: bool
-    accurate: bool
-    paper_match: bool
+    executed: bool = Field(description="ran without an error (the paper's code execution success)")
+    identical_path: bool = Field(default=False, description="the reference's greedy path (the paper's accuracy)")
+    shortest_path: bool = Field(default=False, description="a shortest legal path to the goal (this project's)")
     status: str
     error: str = ""
     maze_copied: bool | None = None
@@ -71,10 +78,11 @@ class CodeScore(BaseModel):
 
 
 def extract_code(reply: str) -> str:
-    """The script in a reply: the fenced block defining ``value_iteration``, else the longest, else all."""
+    """The script in a reply: the fenced block defining ``value_iteration``, else the longest, else all of it
+    but the paper's opening line (:data:`~map_agent.tasks.maze.data.ANSWER_LEAD`)."""
     blocks = [body for _, body in _FENCE.findall(reply)]
     if not blocks:
-        return reply.strip()
+        return reply.strip().removeprefix(ANSWER_LEAD).strip()
     defining = [b for b in blocks if "def value_iteration" in b]
     return max(defining or blocks, key=len).strip()
 
@@ -104,44 +112,59 @@ def score_script(code: str, problem: MazeProblem, limits: SandboxLimits | None =
     run = run_script(code, EPILOGUE, limits)
     base = {"optimal_length": problem.optimal_length, "seconds": run.seconds}
     if not run.ok:
-        return CodeScore(executed=False, accurate=False, paper_match=False, status=run.status,
-                         error=run.error, **base)
+        return CodeScore(executed=False, status=run.status, error=run.error, **base)
     result = run.result if isinstance(run.result, dict) else {}
     try:
         values = _value_matrix(result.get("values"), maze)
-    except ValueError as e:
-        return CodeScore(executed=False, accurate=False, paper_match=False, status="bad_output", error=str(e),
-                         **base)
+    except ValueError as e:  # it ran (the paper's execution success) but gave no path to score
+        return CodeScore(executed=True, status="bad_output", error=str(e), **base)
     path = greedy_path(values, maze, actions)
-    accurate = path[-1] == maze.goal and len(path) - 1 == problem.optimal_length
+    shortest = path[-1] == maze.goal and len(path) - 1 == problem.optimal_length
     reference = greedy_path(solve_maze(maze, actions, problem.config.reward).values, maze, actions)
     copied = result.get("maze") == problem.grid
-    return CodeScore(executed=True, accurate=accurate, paper_match=path == reference, status="ok",
-                     error="" if accurate else _path_error(path, maze, problem.optimal_length),
+    return CodeScore(executed=True, identical_path=path == reference, shortest_path=shortest, status="ok",
+                     error=_path_error(path, reference, maze, problem.optimal_length),
                      maze_copied=copied, path=path, path_length=len(path) - 1, **base)
 
 
-def _path_error(path: list[Position], maze: Maze, optimal: int) -> str:
+def _path_error(path: list[Position], reference: list[Position], maze: Maze, optimal: int) -> str:
+    """Why the path is not the reference's ("" when it is)."""
     if path[-1] != maze.goal:
         return f"the greedy path stops at {path[-1]} after {len(path) - 1} moves without reaching the goal"
-    return f"the greedy path reaches the goal in {len(path) - 1} moves; the optimum is {optimal}"
+    if len(path) - 1 != optimal:
+        return f"the greedy path reaches the goal in {len(path) - 1} moves; the optimum is {optimal}"
+    if path != reference:
+        return "the greedy path is a shortest path but not the reference's (values break a tie differently)"
+    return ""
 
 
-def messages_for(problem: MazeProblem, shots: Sequence[MazeProblem] = ()) -> list[BaseMessage]:
-    """System contract, then ``shots`` solved examples as earlier turns, then the problem."""
-    messages: list[BaseMessage] = [SystemMessage(system_prompt())]
+def messages_for(problem: MazeProblem, shots: Sequence[MazeProblem] = (),
+                 prompt: Prompt = "paper") -> list[BaseMessage]:
+    """The request for one problem.
+
+    ``"paper"``: one user message and no system message; the problem description alone (Figure 2), or with
+    ``shots`` the paper's prompt tuning (Figure 3, :func:`~map_agent.tasks.maze.data.prompt_tuning_prompt`).
+    ``"map-agent"``: this project's system contract, the shots as earlier chat turns with fenced scripts, then
+    the problem.
+    """
+    if prompt == "paper":
+        return [HumanMessage(prompt_tuning_prompt(problem, shots) if shots else user_prompt(problem, prompt))]
+    messages: list[BaseMessage] = [SystemMessage(system_prompt(prompt))]
     for shot in shots:
-        messages += [HumanMessage(user_prompt(shot)), AIMessage(f"```python\n{reference_script(shot)}```")]
-    return [*messages, HumanMessage(user_prompt(problem))]
+        messages += [HumanMessage(user_prompt(shot, prompt)),
+                     AIMessage(f"```python\n{reference_script(shot)}```")]
+    return [*messages, HumanMessage(user_prompt(problem, prompt))]
 
 
 def evaluate(llm: BaseChatModel, problems: Sequence[MazeProblem], out: Path | str, *, shots: int = 0,
-             seed: int = DEFAULT_SEED, limits: SandboxLimits | None = None,
+             prompt: Prompt = "paper", seed: int = DEFAULT_SEED, limits: SandboxLimits | None = None,
              meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """Ask ``llm`` for a script per problem, score it, append to ``out/records.jsonl``; returns the summary.
 
-    A problem whose model call fails (network, quota) gets no record, so the next run retries it.
+    A problem whose model call fails (network, quota) gets no record, so the next run retries it. Raises
+    SandboxUnavailable, before any model call, where the scripts could not be run under OS isolation.
     """
+    check_isolation(limits or SandboxLimits())
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     records = out / "records.jsonl"
@@ -153,7 +176,7 @@ def evaluate(llm: BaseChatModel, problems: Sequence[MazeProblem], out: Path | st
             continue
         started = time.perf_counter()
         try:
-            reply = llm.invoke(messages_for(problem, examples))
+            reply = llm.invoke(messages_for(problem, examples, prompt))
         except Exception as e:  # the model's failure is this problem's, never the run's
             failures[problem.id] = f"{type(e).__name__}: {e}"[:500]
             print(f"maze-code: {problem.id}: model call failed: {failures[problem.id]}", file=sys.stderr)
@@ -162,19 +185,21 @@ def evaluate(llm: BaseChatModel, problems: Sequence[MazeProblem], out: Path | st
         score = score_script(extract_code(text), problem, limits)
         usage = reply.usage_metadata or {}
         record = {"id": problem.id, "test_set": problem.test_set, "config": problem.config.name,
+                  "config_source": problem.config_source, "prompt": prompt,
                   **score.model_dump(mode="json"), "reply": text,
                   "input_tokens": usage.get("input_tokens", 0),
                   "output_tokens": usage.get("output_tokens", 0),
                   "total_seconds": time.perf_counter() - started}
         append_record(records, record)
-    summary = summarise(records, [p.id for p in problems], meta or {})
+    summary = summarise(records, [p.id for p in problems], {"prompt": prompt, "shots": shots, **(meta or {})})
     summary["model_failures"] = failures
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary
 
 
 def summarise(records: Path, ids: Sequence[str], meta: dict[str, Any]) -> dict[str, Any]:
-    """Rates over the records of ``ids`` (the last record of an id wins)."""
+    """Rates over the records of ``ids`` (the last record of an id wins): the paper's code execution success and
+    solution accuracy (identical path), and beside it this project's shortest-path accuracy."""
     wanted = set(ids)
     latest = {rec["id"]: rec for rec in read_records(records) if rec.get("id") in wanted}
     rows = list(latest.values())
@@ -184,14 +209,14 @@ def summarise(records: Path, ids: Sequence[str], meta: dict[str, Any]) -> dict[s
         return sum(bool(r[key]) for r in rows) / n if n else None
 
     return {**meta, "problems": len(wanted), "scored": n, "code_execution_success": rate("executed"),
-            "solution_accuracy": rate("accurate"), "paper_path_match": rate("paper_match"),
+            "solution_accuracy": rate("identical_path"), "solution_accuracy_shortest_path": rate("shortest_path"),
             "maze_copied": rate("maze_copied"), "status": dict(Counter(r["status"] for r in rows)),
             "input_tokens": sum(r.get("input_tokens", 0) for r in rows),
             "output_tokens": sum(r.get("output_tokens", 0) for r in rows)}
 
 
 def cli_main(argv: list[str]) -> int:
-    """``map-agent eval maze-code --test-set K [--backend B] [--model M] [--limit N] [--out DIR]``."""
+    """``map-agent eval maze-code --test-set K [--backend B] [--model M] [--limit N] [--prompt P] [--out DIR]``."""
     parser = argparse.ArgumentParser(prog="map-agent eval maze-code",
                                      description="Score model-written value-iteration scripts on mazes.")
     parser.add_argument("--test-set", type=int, choices=TEST_SETS, required=True)
@@ -200,21 +225,33 @@ def cli_main(argv: list[str]) -> int:
     parser.add_argument("--limit", type=int, default=None, help="first N problems only")
     parser.add_argument("--out", default=None, help="run folder (default runs/maze-code-test<K>-<model>)")
     parser.add_argument("--shots", type=int, default=0, help="solved training examples before the problem")
+    parser.add_argument("--prompt", choices=PROMPTS, default="paper",
+                        help="the paper's prompt (default) or this project's system prompt and chat turns (map-agent)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="data seed (test and training mazes)")
     parser.add_argument("--max-tokens", type=int, default=2048, help="longest reply (a script needs ~1000)")
     parser.add_argument("--timeout", type=float, default=20.0, help="wall-clock seconds per script")
+    parser.add_argument("--unsafe-sandbox", action="store_true",
+                        help="where the OS cannot isolate model code (no user namespaces, seccomp or Landlock), run "
+                             "it anyway with rlimits, seccomp and Landlock as available: trusted models only")
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be at least 1")
+    limits = SandboxLimits(wall_s=args.timeout, cpu_s=max(1, int(args.timeout)),
+                           allow_weak_isolation=args.unsafe_sandbox)
+    try:
+        check_isolation(limits)
+    except SandboxUnavailable as e:
+        print(f"map-agent eval maze-code: {e}", file=sys.stderr)
+        return 2
     from map_agent.llm import make_chat_model
 
     llm = make_chat_model(args.backend, args.model, max_tokens=args.max_tokens)
     problems = load_test_set(args.test_set, args.seed)[: args.limit]
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(args.model or args.backend))
-    out = Path(args.out or f"runs/maze-code-test{args.test_set}-{name}")
-    meta = {"test_set": args.test_set, "backend": args.backend, "model": args.model, "shots": args.shots,
-            "seed": args.seed}
-    limits = SandboxLimits(wall_s=args.timeout, cpu_s=max(1, int(args.timeout)))
-    summary = evaluate(llm, problems, out, shots=args.shots, seed=args.seed, limits=limits, meta=meta)
+    suffix = "" if args.prompt == "paper" else f"-{args.prompt}"
+    out = Path(args.out or f"runs/maze-code-test{args.test_set}-{name}{suffix}")
+    meta = {"test_set": args.test_set, "backend": args.backend, "model": args.model, "seed": args.seed}
+    summary = evaluate(llm, problems, out, shots=args.shots, prompt=args.prompt, seed=args.seed, limits=limits,
+                       meta=meta)
     print(json.dumps({k: v for k, v in summary.items() if k != "model_failures"}, indent=2))
     return 0

@@ -12,20 +12,48 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
 
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """Every record in a ``records.jsonl`` (none if it does not exist); a torn line is ignored."""
+
+class RecordError(ValueError):
+    """A line that is JSON but not a record of this run (edited by hand, or from another run): it would skew the
+    summary, so reading stops there, naming the file, the line and the field."""
+
+
+def read_records(path: Path, schema: type[BaseModel] | None = None,
+                 context: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Every record in a ``records.jsonl`` (none if it does not exist); a torn line is ignored.
+
+    With ``schema`` each record is validated (``context`` is passed to its validators, e.g. the run's problem
+    ids), and the first invalid one raises ``RecordError``: ``records.jsonl:3: solved: Input should be a valid
+    boolean (got 'no')``.
+    """
     if not path.exists():
         return []
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if schema is not None:
+            try:
+                schema.model_validate(record, context=context)
+            except ValidationError as e:
+                raise RecordError(f"{path}:{number}: {validation_message(e)}") from None
         if isinstance(record, dict):
             records.append(record)
     return records
+
+
+def validation_message(error: ValidationError) -> str:
+    """A pydantic error as one line: the field, the problem and the offending value (first error, and a count)."""
+    errors = error.errors()
+    first = errors[0]
+    where = ".".join(map(str, first["loc"])) or "value"
+    value = repr(first.get("input"))
+    text = f"{where}: {first['msg']} (got {value if len(value) <= 60 else value[:60] + '...'})"
+    return text + (f" and {len(errors) - 1} more error(s)" if len(errors) > 1 else "")
 
 
 def append_record(path: Path, record: dict[str, Any], lock: threading.Lock | None = None) -> None:

@@ -3,29 +3,48 @@
 Records are append-only JSON lines (``map_agent.eval.records``), written and flushed one per finished
 (problem, run), so no completed result is ever lost; rerunning the same ``run_id`` skips the pairs that already
 have a record (a pair whose plan raised is retried). ``config.json`` pins what the run means: resuming with a
-different configuration is refused.
+different configuration is refused; a line that is not a record of this run (an unknown problem, a wrong type) is
+refused with its line number rather than counted.
+
+Before the first problem the chat model is built once and shared by every worker (a local model loads once), one
+small request checks the endpoint, and the first problem's prompt files are validated: a broken setup fails once,
+up front. Ctrl-C (``KeyboardInterrupt`` in the thread that called ``run``) starts no further problem, gives the
+ones in flight ``grace`` seconds, summarises what finished and raises ``Interrupted``; a cancelled problem leaves
+no record, so resuming runs it again. Error text is redacted (``map_agent.llm.backends.redact``) before it is
+stored.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
 import threading
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from langchain_core.caches import BaseCache
+from langchain_core.language_models import BaseChatModel
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from map_agent.agent import MAPAgent
 from map_agent.config import MAPConfig
+from map_agent.eval.diagnostics import aggregate as aggregate_diagnostics
+from map_agent.eval.diagnostics import diagnose_record
 from map_agent.eval.records import append_record, read_records
+from map_agent.llm import DiskPromptCache, make_chat_model
+from map_agent.llm.backends import check_endpoint, endpoint_url, redact
+from map_agent.modules import build_modules
 from map_agent.task import Problem, get_task
+
+#: seconds the problems in flight get to finish after Ctrl-C
+GRACE_SECONDS = 10.0
 
 
 class RunSpec(BaseModel):
@@ -38,6 +57,59 @@ class RunSpec(BaseModel):
     model: str | None
     config: MAPConfig
     problem_ids: list[str]
+    #: "map", or a baseline of ``map_agent.baselines`` (it uses ``config``'s seed, parse retries and N only)
+    method: str = "map"
+
+
+class _Counts(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    n_actions: int = 0
+    n_invalid: int = 0
+
+
+class RecordCheck(BaseModel):
+    """What ``summarise`` relies on in a record, checked strictly (``solved: "no"`` is not false); the problem id
+    must be one of the run's (``context={"problem_ids": ..., "runs": ...}``)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    problem_id: str
+    run: int = Field(ge=0)
+    solved: bool = False
+    goal_reached: bool = False
+    error: str | None = None
+    execution: _Counts | None = None
+    usage: dict[str, Any] | None = None
+    wall_seconds: float = 0.0
+
+    @field_validator("problem_id")
+    @classmethod
+    def _known_problem(cls, value: str, info: ValidationInfo) -> str:
+        ids = (info.context or {}).get("problem_ids")
+        if ids is not None and value not in ids:
+            raise ValueError("not a problem of this run")
+        return value
+
+    @field_validator("run")
+    @classmethod
+    def _known_run(cls, value: int, info: ValidationInfo) -> int:
+        runs = (info.context or {}).get("runs")
+        if runs is not None and value >= runs:
+            raise ValueError(f"this run has runs 0..{runs - 1}")
+        return value
+
+
+class Interrupted(Exception):
+    """``Evaluation.run`` stopped by Ctrl-C: what finished is recorded and summarised (``summary``).
+
+    The threads of problems still in flight after the grace period are abandoned, not stopped (Python cannot stop
+    a thread), and their records are no longer written; the CLI exits the process at once.
+    """
+
+    def __init__(self, summary: dict[str, Any], finished: int, cancelled: int) -> None:
+        super().__init__(f"interrupted: {finished} finished, {cancelled} not run")
+        self.summary, self.finished, self.cancelled = summary, finished, cancelled
 
 
 def latest(records: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
@@ -69,6 +141,7 @@ def summarise(records: list[dict[str, Any]], runs: int, wall_seconds: float | No
         moves = sum(r.get("execution", {}).get("n_actions", 0) for r in recs)
         bad = sum(r.get("execution", {}).get("n_invalid", 0) for r in recs)
         invalid.append(100 * bad / moves if moves else 0.0)
+    metrics = _paper_metrics(by_run)
     every = list(latest(records).values())
     ever_solved = {r["problem_id"] for r in every if r.get("solved")}
     problems = {r["problem_id"] for r in every}
@@ -84,10 +157,12 @@ def summarise(records: list[dict[str, Any]], runs: int, wall_seconds: float | No
         "problems": len(problems),
         "records": len(every),
         "errors": sum(1 for r in every if r.get("error")),
+        "module_failures": sum(int(t.get("failures", 0)) for t in totals.values()),
         "pct_solved": mean_sem(solved),
         "pct_solved_best": 100 * len(ever_solved) / len(problems) if problems else None,
         "pct_goal_reached": mean_sem(reached),
         "pct_invalid": mean_sem(invalid),
+        "metrics": metrics,
         "usage": {
             "modules": totals,
             "model_calls": sum(t.get("model_calls", 0) for t in totals.values()),
@@ -95,9 +170,23 @@ def summarise(records: list[dict[str, Any]], runs: int, wall_seconds: float | No
             "input_tokens": sum(t.get("input_tokens", 0) for t in totals.values()),
             "output_tokens": sum(t.get("output_tokens", 0) for t in totals.values()),
         },
+        "diagnostics": aggregate_diagnostics(every),
         "plan_seconds": sum(r.get("wall_seconds", 0.0) for r in every),
         "wall_seconds": wall_seconds,
     }
+
+
+def _paper_metrics(by_run: dict[int, list[dict[str, Any]]]) -> dict[str, dict[str, float | None]]:
+    """``Task.paper_metrics`` (the original's own scores, stricter ones) summarised per run by the task, then mean
+    and SEM over runs, labelled by the task's names."""
+    per_run: dict[str, list[float]] = {}
+    for run in sorted(by_run):
+        recs = [r for r in by_run[run] if r.get("metrics")]
+        if not recs:
+            continue
+        for name, v in get_task(recs[0]["task"]).summarise_metrics([r["metrics"] for r in recs]).items():
+            per_run.setdefault(name, []).append(v)
+    return {name: mean_sem(vs) for name, vs in sorted(per_run.items())}
 
 
 class Evaluation:
@@ -105,14 +194,61 @@ class Evaluation:
 
     def __init__(self, spec: RunSpec, out: Path, run_id: str, *, concurrency: int = 1,
                  agent_factory: Callable[[Problem, MAPConfig], MAPAgent] | None = None,
-                 on_record: Callable[[dict[str, Any]], None] | None = None, **agent_options: Any) -> None:
+                 on_record: Callable[[dict[str, Any]], None] | None = None, grace: float = GRACE_SECONDS,
+                 llm: BaseChatModel | None = None, **agent_options: Any) -> None:
         self.spec = spec
         self.dir = Path(out) / run_id
         self.concurrency = max(1, concurrency)
         self.on_record = on_record
-        self.agent_factory = agent_factory or (lambda problem, config: MAPAgent(
-            problem, backend=spec.backend, model=spec.model, config=config, **agent_options))
+        self.grace = grace
+        self.llm = llm
+        self.agent_options = agent_options
+        self.agent_factory = agent_factory or self._agent
+        self._prepared = agent_factory is not None
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._closed = False  # set under the lock once interrupted: no record is written after the summary
+        key = agent_options.get("api_key") or os.environ.get("OPENAI_API_KEY") or ""
+        self._redact_args = (endpoint_url(agent_options.get("base_url")), (key,))
+
+    def _agent(self, problem: Problem, config: MAPConfig) -> MAPAgent:
+        if self.spec.method != "map":
+            from map_agent.baselines.agent import BaselineAgent
+
+            options = {} if self.llm is not None else {"backend": self.spec.backend, "model": self.spec.model,
+                                                       **self.agent_options}
+            return BaselineAgent(problem, self.spec.method, llm=self.llm, config=config, **options)
+        if self.llm is not None:
+            return MAPAgent(problem, llm=self.llm, config=config)
+        return MAPAgent(problem, backend=self.spec.backend, model=self.spec.model, config=config,
+                        **self.agent_options)
+
+    def prepare(self) -> None:
+        """Pin the configuration; build the shared chat model, check its endpoint and the first pending problem's
+        prompt files -- everything that would otherwise fail once per problem. Idempotent; ``run`` calls it."""
+        self._pin_config()
+        if self._prepared:
+            return
+        task = get_task(self.spec.task)
+        if self.spec.method != "map":
+            from map_agent.baselines import check_method
+
+            check_method(task.name, self.spec.method)
+        todo = {pid for pid, _ in self.pending()}
+        first = next((p for p in task.problems(self.spec.split) if p.id in todo), None)
+        if first is None:  # nothing left to plan: no model needed
+            self._prepared = True
+            return
+        resolved = self.spec.config.for_backend(self.spec.backend, task).resolve(task, first)
+        if self.llm is None and "llm" in resolved.modules.values():
+            options = dict(self.agent_options)
+            cache = options.pop("cache", None)
+            if cache is not False and not isinstance(cache, BaseCache):
+                cache = DiskPromptCache(cache or None)
+            self.llm = make_chat_model(self.spec.backend, self.spec.model, cache=cache, **options)
+            check_endpoint(self.llm, auto_form=options.get("json_schema") == "auto")
+        build_modules(task, first, resolved, self.llm)  # reads and validates the prompt files
+        self._prepared = True
 
     @property
     def records_path(self) -> Path:
@@ -129,23 +265,37 @@ class Evaluation:
         else:
             path.write_text(self.spec.model_dump_json(indent=2))
 
+    def records(self) -> list[dict[str, Any]]:
+        """The run's records, each checked (``RecordCheck``): a corrupted line raises ``RecordError``."""
+        return read_records(self.records_path, RecordCheck,
+                            {"problem_ids": set(self.spec.problem_ids), "runs": self.spec.runs})
+
     def pending(self) -> list[tuple[str, int]]:
-        done = {k for k, r in latest(read_records(self.records_path)).items() if not r.get("error")}
+        done = {k for k, r in latest(self.records()).items() if not r.get("error")}
         return [(pid, run) for run in range(self.spec.runs) for pid in self.spec.problem_ids
                 if (pid, run) not in done]
 
     def _append(self, record: dict[str, Any]) -> None:
-        append_record(self.records_path, record, self._lock)
+        with self._lock:
+            if self._closed:
+                return
+            append_record(self.records_path, _redacted(record, *self._redact_args))
         if self.on_record:
             self.on_record(record)
 
-    def _one(self, problem: Problem, run: int) -> dict[str, Any]:
+    def _one(self, problem: Problem, run: int) -> dict[str, Any] | None:
+        if self._stopping.is_set():  # picked up after Ctrl-C: cancelled, not failed
+            return None
         base = {"problem_id": problem.id, "run": run, "task": problem.task,
                 "finished_at": datetime.now(timezone.utc).isoformat()}
         try:
             config = self.spec.config.model_copy(update={"seed": run})
             result = self.agent_factory(problem, config).plan(thread_id=f"{self.dir.name}-{problem.id}-{run}")
             record = {**result.record(), **base}
+            try:  # which module failed, judged against ground truth; a diagnostics bug never loses the record
+                record["diagnostics"] = diagnose_record(get_task(problem.task), problem, record)
+            except Exception as e:
+                record["diagnostics_error"] = f"{type(e).__name__}: {e}"
         except Exception as e:  # a crash of one plan is that problem's failure, recorded, never the run's
             record = {**base, "solved": False, "goal_reached": False,
                       "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(limit=5)}
@@ -153,23 +303,53 @@ class Evaluation:
         return record
 
     def run(self) -> dict[str, Any]:
-        self._pin_config()
+        self.prepare()
         task = get_task(self.spec.task)
         problems = {p.id: p for p in task.problems(self.spec.split)}
         todo = self.pending()
         started = time.perf_counter()
-        with ThreadPoolExecutor(self.concurrency) as pool:
-            futures = [pool.submit(self._one, problems[pid], run) for pid, run in todo]
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="map-eval")
+        futures = [pool.submit(self._one, problems[pid], run) for pid, run in todo]
+        try:
             for f in as_completed(futures):
                 f.result()
+        except KeyboardInterrupt:
+            self._stopping.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            wait([f for f in futures if not f.done()], timeout=self.grace)  # a second Ctrl-C ends this wait
+            with self._lock:
+                self._closed = True
+            finished = sum(1 for f in futures if f.done() and not f.cancelled() and f.result() is not None)
+            raise Interrupted(self._summarise(started), finished, len(futures) - finished) from None
+        pool.shutdown()
+        return self._summarise(started)
+
+    def _summarise(self, started: float) -> dict[str, Any]:
+        """Write ``summary.json``; its wall time adds this session's to the earlier sessions' of a resumed run."""
+        path = self.dir / "summary.json"
+        try:
+            earlier = float(json.loads(path.read_text()).get("wall_seconds") or 0.0) if path.exists() else 0.0
+        except (ValueError, TypeError, AttributeError):
+            earlier = 0.0
         summary = {
-            "task": self.spec.task, "split": self.spec.split, "backend": self.spec.backend,
-            "model": self.spec.model, "run_id": self.dir.name,
-            **summarise(read_records(self.records_path), self.spec.runs, time.perf_counter() - started),
+            "task": self.spec.task, "split": self.spec.split, "method": self.spec.method,
+            "backend": self.spec.backend, "model": self.spec.model, "run_id": self.dir.name,
+            "deviations": self.spec.config.deviations(),  # the named differences from the original code
+            **summarise(self.records(), self.spec.runs, earlier + time.perf_counter() - started),
             "code_version": code_version(),
         }
-        (self.dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        path.write_text(json.dumps(summary, indent=2))
         return summary
+
+
+def _redacted(value: Any, base_url: str | None, secrets: tuple[str, ...]) -> Any:
+    """The record with its error texts (``error``, ``*_error``, ``traceback``, at any depth) redacted."""
+    if isinstance(value, dict):
+        return {k: redact(v, base_url, secrets) if (k.endswith("error") or k == "traceback") and isinstance(v, str)
+                else _redacted(v, base_url, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v, base_url, secrets) for v in value]
+    return value
 
 
 def code_version() -> str:

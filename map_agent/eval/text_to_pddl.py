@@ -8,7 +8,9 @@ Metrics, as the paper defines them:
 * **solvable** -- parseable and a plan reaches its goal from its initial state
   (:func:`map_agent.tools.planners.solve`);
 * **correct** -- solvable and equivalent to the ground truth (:func:`map_agent.tools.equivalence.equivalence`,
-  in placeholder mode when the description is abstract on either side).
+  in placeholder mode by the reference implementation's per-task rule,
+  :func:`map_agent.tasks.planetarium.generator.is_placeholder`: when the description is abstract on either side,
+  except for swap, invert, swap rooms and move to max / min, which are always checked with object identity).
 
 Runs are append-only and resumable: ``records.jsonl`` gets one line per instance (instances already recorded are
 skipped on a rerun) and ``summary.json`` is recomputed from all records.
@@ -99,7 +101,8 @@ def _rate(records: list[dict]) -> dict:
 
 
 def summarise(records: Iterable[dict]) -> dict:
-    """Overall rates, and rates by abstraction (``explicit_to_abstract`` ...), size bin, domain and task."""
+    """Overall rates, and rates by abstraction (``explicit_to_abstract`` ...), size bin, domain, task and
+    placeholder mode (the reference implementation's ``placeholder`` / ``non-placeholder`` split)."""
     records = list(records)
     groups: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
@@ -107,6 +110,7 @@ def summarise(records: Iterable[dict]) -> dict:
         groups["size"][r["size_bin"]].append(r)
         groups["domain"][r["domain"]].append(r)
         groups["task"][r["task"]].append(r)
+        groups["placeholder"]["placeholder" if r["is_placeholder"] else "non-placeholder"].append(r)
     return {"overall": _rate(records),
             **{name: {k: _rate(v) for k, v in sorted(g.items())} for name, g in groups.items()}}
 

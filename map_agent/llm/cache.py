@@ -5,6 +5,10 @@ complete -- model, parameters, messages and sample index (the Actor's resamples 
 do not collapse onto one entry) -- and never contains a secret or an endpoint: the same model behind another URL
 or key hits the same entry. A hit is marked in the returned message's ``response_metadata`` so callers can count
 hits and charge them no tokens.
+
+Only replies worth replaying stay: a call that raised is never stored (LangChain stores after success only), and a
+reply its caller could not use -- one that failed to parse -- is dropped again with ``forget`` (every message this
+cache stores or serves carries its entry's key), so it is not replayed to later problems and later runs.
 """
 
 from __future__ import annotations
@@ -13,18 +17,23 @@ import hashlib
 import json
 import os
 import re
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import diskcache
 from langchain_core.caches import BaseCache
-from langchain_core.messages import message_to_dict, messages_from_dict
+from langchain_core.globals import get_llm_cache
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage, message_to_dict, messages_from_dict
 from langchain_core.outputs import ChatGeneration, Generation
 from platformdirs import user_cache_dir
 
 #: response_metadata key set on messages served from the cache
 CACHE_HIT = "map_agent_cache_hit"
+#: response_metadata key naming the cache entry a message was stored in or served from (see ``forget``)
+CACHE_KEY = "map_agent_cache_key"
 
 # Keys that identify where or as whom a model is reached, not what it computes.
 _NOT_IN_KEY = re.compile(r"(api_key|api_base|base_url|organization|headers|proxy|http_client|timeout|"
@@ -82,29 +91,42 @@ class DiskPromptCache(BaseCache):
 
     def __init__(self, directory: str | Path | None = None, size_limit: int = 2**32) -> None:
         self.directory = Path(directory) if directory else default_cache_dir()
-        self._cache = diskcache.Cache(str(self.directory), size_limit=size_limit)
+        try:
+            self._cache = diskcache.Cache(str(self.directory), size_limit=size_limit)
+        except (OSError, sqlite3.Error) as e:  # checked once, up front, not as a failure of every model call
+            raise CacheDirError(f"prompt cache directory {self.directory} is not usable: {e} "
+                                "(choose another with --cache-dir, or --no-cache)") from None
 
     def lookup(self, prompt: str, llm_string: str) -> Sequence[Generation] | None:
-        raw = self._cache.get(cache_key(prompt, llm_string))
+        key = cache_key(prompt, llm_string)
+        raw = self._cache.get(key)
         if raw is None:
             return None
         generations: list[Generation] = []
         for item in json.loads(raw):
             if "message" in item:
                 (message,) = messages_from_dict([item["message"]])
-                message.response_metadata = {**message.response_metadata, CACHE_HIT: True}
+                message.response_metadata = {**message.response_metadata, CACHE_HIT: True, CACHE_KEY: key}
                 generations.append(ChatGeneration(message=message, generation_info=item.get("info")))
             else:
                 generations.append(Generation(text=item["text"], generation_info=item.get("info")))
         return generations
 
     def update(self, prompt: str, llm_string: str, return_val: Sequence[Generation]) -> None:
+        key = cache_key(prompt, llm_string)
         items = [
             {"message": message_to_dict(g.message), "info": g.generation_info} if isinstance(g, ChatGeneration)
             else {"text": g.text, "info": g.generation_info}
             for g in return_val
         ]
-        self._cache.set(cache_key(prompt, llm_string), json.dumps(items))
+        self._cache.set(key, json.dumps(items))
+        for g in return_val:  # the caller gets these very messages back: let it ``forget`` a reply it cannot use
+            if isinstance(g, ChatGeneration):
+                g.message.response_metadata = {**g.message.response_metadata, CACHE_KEY: key}
+
+    def evict(self, key: str) -> bool:
+        """Drop one entry (by the key ``CACHE_KEY`` carries); whether it was there."""
+        return bool(self._cache.delete(key))
 
     def clear(self, **kwargs: Any) -> None:
         self._cache.clear()
@@ -114,3 +136,24 @@ class DiskPromptCache(BaseCache):
 
     def close(self) -> None:
         self._cache.close()
+
+
+class CacheDirError(ValueError):
+    """The prompt cache directory cannot be created, opened or written."""
+
+
+def forget(llm: BaseChatModel, reply: BaseMessage) -> bool:
+    """Evict the cache entry ``reply`` was stored in or served from, so an unusable reply is not replayed.
+
+    Works with the model's own cache or LangChain's global one, when it is a ``DiskPromptCache``; whether an entry
+    was dropped.
+
+    >>> from langchain_core.language_models.fake_chat_models import FakeListChatModel
+    >>> import tempfile
+    >>> model = FakeListChatModel(responses=["not json", "{}"], cache=DiskPromptCache(tempfile.mkdtemp()))
+    >>> forget(model, model.invoke("hi")), model.invoke("hi").content
+    (True, '{}')
+    """
+    cache = llm.cache if isinstance(llm.cache, BaseCache) else (None if llm.cache is False else get_llm_cache())
+    key = (reply.response_metadata or {}).get(CACHE_KEY)
+    return bool(key) and isinstance(cache, DiskPromptCache) and cache.evict(key)

@@ -40,23 +40,31 @@ def grammar_friendly(schema: Any) -> Any:
     return out
 
 
-class LocalChatModel(ChatLlamaCpp):
-    """ChatLlamaCpp that is safe to share between graph branches and reports token usage.
+#: Serialises all llama.cpp work in the process. llama-cpp-python silences the C library by pointing file
+#: descriptors 1 and 2 at /dev/null and back around loads and grammar builds; two threads doing that at once
+#: restore each other's /dev/null and leave stdout and stderr silenced for good. Contexts are not thread-safe
+#: either, and LangGraph runs ``Send`` branches (and evaluations run problems) in threads.
+LLAMA_LOCK = threading.RLock()
 
-    llama.cpp contexts are not thread-safe, and LangGraph runs ``Send`` branches in threads, so calls are
-    serialised by a per-instance lock. Token counts move from ``llm_output`` onto the message's
+
+class LocalChatModel(ChatLlamaCpp):
+    """ChatLlamaCpp that is safe to share between graph branches and problems and reports token usage.
+
+    Loading and every call hold ``LLAMA_LOCK``. Token counts move from ``llm_output`` onto the message's
     ``usage_metadata`` where every other backend puts them.
     """
 
     json_schema_decoding: ClassVar[bool] = True
     #: llama.cpp contexts kept warm, one per distinct system prompt (that is, per MAP module and task)
     max_contexts: int = 6
-    _lock: threading.Lock
     _contexts: OrderedDict
+
+    def __init__(self, **kwargs: Any) -> None:
+        with LLAMA_LOCK:  # the validator loads the model
+            super().__init__(**kwargs)
 
     def model_post_init(self, context: Any) -> None:
         super().model_post_init(context)
-        self._lock = threading.Lock()
         self._contexts = OrderedDict()
 
     def _context_for(self, messages: list[BaseMessage]) -> Any:
@@ -75,7 +83,8 @@ class LocalChatModel(ChatLlamaCpp):
             client = self.client
         else:
             client = type(self.client)(model_path=self.model_path, n_ctx=self.n_ctx, n_threads=self.n_threads,
-                                       n_batch=self.n_batch, lora_path=self.lora_path, verbose=self.verbose)
+                                       n_batch=self.n_batch, lora_path=self.lora_path, verbose=self.verbose,
+                                       **self.model_kwargs)
         self._contexts[key] = client
         if len(self._contexts) > self.max_contexts:
             self._contexts.popitem(last=False)
@@ -87,7 +96,7 @@ class LocalChatModel(ChatLlamaCpp):
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
-        with self._lock:
+        with LLAMA_LOCK:
             default = self.client
             self.client = self._context_for(messages)
             try:

@@ -42,7 +42,9 @@ def build_modules(task: Task, problem: Problem, config: Resolved,
             if name == "Actor":
                 options = {"temperature": config.actor_temperature,
                            "retry_temperature_step": config.retry_temperature_step}
-            if name == "TaskDecomposer" and config.n_subgoals and config.n_subgoals > 1:
+            if config.prompts == "ft":
+                options["variant"] = "ft"  # the short prompt a fine-tuned model was trained on
+            elif name == "TaskDecomposer" and config.n_subgoals and config.n_subgoals > 1:
                 options["variant"] = f"k{config.n_subgoals}"  # the K-subgoal ablation has its own examples
             modules[name] = LLM_MODULES[name](task, problem, llm, parse_retries=config.parse_retries,
                                               top_p=config.top_p, seed=config.seed, examples=config.examples,

@@ -22,9 +22,13 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from pydantic import BaseModel, ValidationError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from map_agent.llm.cache import CACHE_HIT
+from map_agent.llm.cache import CACHE_HIT, forget
 from map_agent.modules.schemas import INPUTS, output_model
 from map_agent.task import Problem, Task
+
+
+#: the prompt variant of fine-tuned models (``MAPConfig.prompts="ft"``)
+FINE_TUNED = "ft"
 
 
 class CallRecord(BaseModel):
@@ -136,6 +140,13 @@ class LLMModule(Module):
         return folder / f"{self.stem}{suffix}"
 
     def _prompt_prefix(self, examples: bool) -> list[BaseMessage]:
+        if self.variant == FINE_TUNED:
+            # a fine-tuned model learnt the task and the format: a one-line role, then the input (short prompts
+            # are what makes LoRA training on a CPU affordable)
+            role = self.prompt_file(".md")
+            line = (_read(role).strip() if role.name.endswith(f".{FINE_TUNED}.md") else
+                    f"You are the {self.name} of a planner for the {self.task.name} task. Reply in JSON.")
+            return [SystemMessage(line)]
         role_file = self.prompt_file(".md")
         if not role_file.exists():
             raise FileNotFoundError(f"{self.task.name}: no prompt for the {self.name} at {role_file}")
@@ -200,6 +211,7 @@ class LLMModule(Module):
                 try:
                     return ModuleResult(output=self.parse(text, inp), record=record)
                 except (ValidationError, ValueError) as e:
+                    forget(self.llm, reply)  # an unusable reply must not be replayed to later calls or runs
                     error = _short(e)
                     record.error = f"unparseable reply after {attempt + 1} attempt(s): {error}"
                     messages = [*messages, AIMessage(text), HumanMessage(

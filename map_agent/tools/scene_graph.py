@@ -23,7 +23,7 @@ import networkx as nx
 
 from map_agent.tools.strips import Atom, format_atom
 
-__all__ = ["is_isomorphic", "problem_graph", "scene_graph", "signature"]
+__all__ = ["MAX_NODES", "MAX_WORK", "ProblemTooLarge", "is_isomorphic", "problem_graph", "scene_graph", "signature"]
 
 
 def scene_graph(objects: Mapping[str, str | None], atoms: Iterable[Atom], scene: str) -> nx.DiGraph:
@@ -58,16 +58,35 @@ def signature(graph: nx.DiGraph) -> tuple:
     return tuple(sorted(labels.items())), tuple(sorted(degrees.items())), tuple(sorted(edges.items()))
 
 
-def is_isomorphic(first: nx.DiGraph, second: nx.DiGraph) -> bool:
+#: largest graph (nodes, per side) whose isomorphism is decided: a Blocks World problem graph has about three
+#: nodes per block, so this is about 1600 blocks
+MAX_NODES = 5_000
+#: work budget of one decision, in node and edge visits of colour refinement (about 10 s of CPU); long chains
+#: need one refinement round per link, so a tower of ~700 blocks is about the most this settles
+MAX_WORK = 30_000_000
+
+
+class ProblemTooLarge(RuntimeError):
+    """The graphs are beyond :data:`MAX_NODES` or the search beyond :data:`MAX_WORK`; no verdict is guessed."""
+
+
+def is_isomorphic(first: nx.DiGraph, second: nx.DiGraph, max_work: int = MAX_WORK) -> bool:
     """Whether a type-, label- and position-preserving bijection maps ``first`` onto ``second``.
 
     Rejects early on :func:`signature`; then runs colour refinement (1-WL) on both graphs jointly, so colours
     are comparable, and individualises one node per step with backtracking (the individualisation-refinement
     scheme of nauty). Scene graphs are highly symmetric (fifty interchangeable balls in a room), which makes
-    plain VF2/VF2++ backtrack exponentially, while refinement settles a symmetric class in one choice.
+    plain VF2/VF2++ backtrack exponentially, while refinement settles a symmetric class in one choice; before
+    branching, the search also tries pairing every open class in order at once, which settles a thousand
+    interchangeable blocks in one step. The search is iterative (no recursion limit) and its work is bounded:
+    raises :class:`ProblemTooLarge` past :data:`MAX_NODES` nodes or ``max_work`` refinement steps.
     """
-    if first.number_of_nodes() != second.number_of_nodes() or signature(first) != signature(second):
+    size = first.number_of_nodes()
+    if size != second.number_of_nodes() or signature(first) != signature(second):
         return False
+    if size > MAX_NODES:
+        raise ProblemTooLarge(f"scene graphs of {size} nodes: isomorphism is decided up to {MAX_NODES} nodes "
+                              "(about 1600 Blocks World blocks)")
     index: dict = {}
     labels: list[str] = []
     for side, graph in enumerate((first, second)):
@@ -80,41 +99,91 @@ def is_isomorphic(first: nx.DiGraph, second: nx.DiGraph) -> bool:
             a, b = index[(side, u)], index[(side, v)]
             neighbours[a].append((("out", data["position"]), b))
             neighbours[b].append((("in", data["position"]), a))
-    n_first = first.number_of_nodes()
     names = {label: i for i, label in enumerate(sorted(set(labels)))}
-    colours = _refine([names[label] for label in labels], neighbours)
-    return _search(colours, neighbours, n_first)
+    budget = _Budget(max_work, len(labels) + sum(len(n) for n in neighbours))
+    return _search(_refine([names[label] for label in labels], neighbours, budget), neighbours, size, budget)
 
 
-def _refine(colours: list[int], neighbours) -> list[int] | None:
-    """The coarsest equitable refinement of ``colours`` (canonical numbering, both graphs at once)."""
+class _Budget:
+    """Counts refinement rounds against the work limit (one round visits every node and edge once)."""
+
+    def __init__(self, limit: int, round_cost: int) -> None:
+        self.left, self.round_cost = limit, round_cost
+
+    def spend(self) -> None:
+        self.left -= self.round_cost
+        if self.left < 0:
+            raise ProblemTooLarge(f"isomorphism search exceeded its work limit ({MAX_WORK:,} node and edge "
+                                  f"visits): graphs of {self.round_cost:,} nodes and edges are too large or too "
+                                  "symmetric to settle")
+
+
+def _refine(colours: list[int], neighbours, budget: _Budget) -> list[int]:
+    """The coarsest equitable refinement of ``colours`` (one numbering for both graphs at once)."""
     count = len(set(colours))
     while True:
-        signatures = [(colours[v], tuple(sorted((label, colours[u]) for label, u in neighbours[v])))
-                      for v in range(len(colours))]
-        numbering = {sig: i for i, sig in enumerate(sorted(set(signatures)))}
-        colours = [numbering[sig] for sig in signatures]
+        budget.spend()
+        numbering: dict = {}
+        colours = [numbering.setdefault((colours[v], tuple(sorted((label, colours[u]) for label, u in nbrs))),
+                                        len(numbering)) for v, nbrs in enumerate(neighbours)]
         if len(numbering) == count:
             return colours
         count = len(numbering)
 
 
-def _search(colours: list[int], neighbours, n_first: int) -> bool:
+def _cells(colours: list[int], n_first: int) -> list[tuple[list[int], list[int]]] | None:
+    """The colour classes as (first-graph nodes, second-graph nodes); None when a class is unbalanced."""
     cells: dict[int, tuple[list[int], list[int]]] = {}
     for v, c in enumerate(colours):
         cells.setdefault(c, ([], []))[v >= n_first].append(v)
     if any(len(a) != len(b) for a, b in cells.values()):
-        return False
-    open_cells = [cell for cell in cells.values() if len(cell[0]) > 1]
-    if not open_cells:
-        mapping = {a[0]: b[0] for a, b in cells.values()}
-        return all(sorted((lab, mapping[u]) for lab, u in neighbours[v])
-                   == sorted(neighbours[mapping[v]]) for v in range(n_first))
-    left, right = min(open_cells, key=lambda cell: len(cell[0]))
+        return None
+    return list(cells.values())
+
+
+def _is_mapping(cells: list[tuple[list[int], list[int]]], neighbours, n_first: int) -> bool:
+    """Whether discrete ``cells`` map the first graph onto the second, edge labels included."""
+    mapping = {a[0]: b[0] for a, b in cells}
+    return all(sorted((lab, mapping[u]) for lab, u in neighbours[v]) == sorted(neighbours[mapping[v]])
+               for v in range(n_first))
+
+
+def _individualised(colours: list[int], pairs, neighbours, budget: _Budget) -> list[int]:
+    trial = list(colours)
     fresh = max(colours) + 1
-    for candidate in right:
-        trial = list(colours)
-        trial[left[0]] = trial[candidate] = fresh
-        if _search(_refine(trial, neighbours), neighbours, n_first):
+    for i, (a, b) in enumerate(pairs):
+        trial[a] = trial[b] = fresh + i
+    return _refine(trial, neighbours, budget)
+
+
+def _search(colours: list[int], neighbours, n_first: int, budget: _Budget) -> bool:
+    """Depth-first individualisation-refinement with an explicit stack of untried branches."""
+    stack = [iter([colours])]
+    while stack:
+        colours = next(stack[-1], None)
+        if colours is None:
+            stack.pop()
+            continue
+        cells = _cells(colours, n_first)
+        if cells is None:
+            continue
+        open_cells = [cell for cell in cells if len(cell[0]) > 1]
+        if not open_cells:
+            if _is_mapping(cells, neighbours, n_first):
+                return True
+            continue
+        # pairing every open class in order is a guess, but a verified mapping is a proof
+        together = _cells(_individualised(colours, [p for a, b in open_cells for p in zip(a, b, strict=True)],
+                                          neighbours, budget), n_first)
+        if together is not None and all(len(a) == 1 for a, _ in together) and \
+                _is_mapping(together, neighbours, n_first):
             return True
+        left, right = min(open_cells, key=lambda cell: len(cell[0]))
+        stack.append(_branches(colours, left[0], right, neighbours, budget))
     return False
+
+
+def _branches(colours: list[int], node: int, candidates: list[int], neighbours, budget: _Budget):
+    """The refinements of mapping ``node`` to each candidate in turn, computed when the search reaches them."""
+    for candidate in candidates:
+        yield _individualised(colours, [(node, candidate)], neighbours, budget)

@@ -2,17 +2,30 @@
 
 Conditions (splits):
 
-* ``steppath2``/``3``/``4`` -- the shortest path of 2, 3 or 4 steps from a start room to a target room; MAP
-  runs them without tree search (``Problem.info["search"] = False``);
-* ``valuepath`` -- from a start room to the chest with the larger reward, never entering the other chest's
-  room ("if you enter a room with a chest, you must collect its reward, and you cannot collect any more");
-* ``detour`` -- as valuepath, but after the description the door 1-11 is locked and a door 13-11 opens;
-* ``reward_revaluation`` -- as valuepath, but after the description the rewards change (the other chest wins).
+* ``steppath2``/``3``/``4`` -- the shortest path of 2, 3 or 4 steps from a start room to a named target room;
+  MAP runs them without tree search (``Problem.info["search"] = False``);
+* ``valuepath`` -- from a start room to the chest that yields the most reward ("if you enter a room with a
+  chest, you must collect its reward, and you cannot collect any more");
+* ``detour`` -- two phases, as the MAP script: solve the Valuepath problem, then the door 1-11 is locked and a
+  door 13-11 opens, and the agent re-plans from the start with its first attempt in context;
+* ``reward_revaluation`` -- two phases likewise, the rewards change after the first (the other chest wins).
 
-The paper's in-context problems are left out of every test split (Steppath pairs 9->4, 2->10, 7->3; start
-rooms 1 and 6) and kept in ``icl_steppath``/``icl_valuepath``. The state is the current room plus the chest
-collected so far (what the goal test needs); an action names the next room; the goal is the target room. There
-is no Predictor (the action names the next state) and no TaskDecomposer in the paper's setup.
+**The target room is never shown.** The original only ever says "the room that yields the most reward" (its
+Orchestrator only asks whether the current room holds a chest): which room that is, is the problem. Valuepath-
+family goals are ``Target(room=None)``; the room lives in ``Problem.hidden["target"]``, which only scoring and the
+oracles read, and ``leak_probes`` catch a goal line that names it. Steppath names its target room, as the
+original does.
+
+Valuepath's in-context problems (start rooms 1 and 6) are left out of its test split and kept in
+``icl_valuepath``; Detour and Reward Revaluation run on all 13 start rooms, as the MAP scripts do. Steppath pairs
+9->4, 2->10, 7->3 are in-context only (``icl_steppath``). The state is the current room plus the chest collected so
+far; an action names the next room. There is no Predictor (the action names the next state) and no
+TaskDecomposer in the paper's setup.
+
+Scoring (``execute``): ``solved`` is the MAP evaluation scripts' rule -- after at most 6 moves the agent stands in
+the target room and none of those moves was invalid. ``paper_metrics`` adds the stricter ``optimal`` (an optimal
+path that collects no other chest, no invalid move) and ``pct_invalid_per_problem`` (the scripts' % invalid: a
+per-problem fraction, then averaged).
 
 CogEval's own templates give more graphs (``<graph>:valuepath``, ``<graph>:steppath2`` ... for n7tree,
 n15star, n16cluster, n21star) and the paper's transfer setting, in-context examples from n7tree and test
@@ -21,8 +34,8 @@ problems on the castle (``transfer_n7tree:valuepath``; ``Problem.info["icl"]`` n
 >>> from map_agent.tasks.cogeval import CogEvalTask
 >>> task = CogEvalTask()
 >>> p = task.problem("valuepath-4")
->>> p.start, p.goal, p.optimal_length
-({'room': 4, 'collected': None}, {'room': 8}, 5)
+>>> p.start, p.goal, p.hidden["target"], p.optimal_length
+({'room': 4, 'collected': None}, {'room': None}, 8, 5)
 """
 
 from __future__ import annotations
@@ -47,19 +60,41 @@ N_ACTIONS = 6
 DATA_FILE = "map_cogeval_n15star_problems.json"
 STEPPATH_LENGTHS = (2, 3, 4)
 VALUE_CONDITIONS = ("valuepath", "detour", "reward_revaluation")
-#: The MAP paper's goal sentence per condition family.
-GOALS = {
-    "steppath": "Goal: The goal is to find the shortest path from the starting room to the target room.",
-    "valuepath": (
-        "Goal: The goal is to find the shortest path from the starting room to the room with a chest with "
-        "the highest reward, without entering the room of any other chest."
-    ),
+#: The MAP paper's runs per split (``map-agent eval``'s default ``--runs``).
+PAPER_RUNS = {
+    "valuepath": 10,
+    "detour": 10,
+    "reward_revaluation": 5,
+    **{f"steppath{k}": 1 for k in STEPPATH_LENGTHS},
+    "transfer_n7tree:valuepath": 3,  # the transfer script's three runs
 }
-CHEST_RULE = (
-    "- You can collect the reward only once and only from one chest.\n"
+#: The transfer experiment's chest placements on the castle (``transfer expts/
+#: gpt4_map_n15star_valuepath_n7tree_icl.py``): (room of the 50 reward, room of the 10 reward), each run from
+#: every other start room.
+TRANSFER_PLACEMENTS = ((11, 8), (8, 11), (8, 15), (15, 8), (1, 8), (8, 1))
+TRANSFER_REWARDS = (50.0, 10.0)
+ONCE = "- You can collect the reward only once and only from one chest."
+MUST = (
     "- If you enter a room with a chest, then you must collect the reward from that chest, and you cannot "
     "collect anymore rewards."
 )
+#: The task statement as each MAP script words it: (goal sentence, chest rules). None names a target chest.
+WORDINGS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "steppath": ("Goal: The goal is to find the shortest path from the starting room to the target room.", ()),
+    # gpt4_map_valuepath.py and gpt4_map_detour.py
+    "valuepath": (
+        "Goal: The goal is to find the shortest path from the starting room that yields the most reward.",
+        (ONCE,),
+    ),
+    # gpt4_map_reward_reval.py and the n7tree transfer script
+    "highest_reward": (
+        "Goal: The goal is to find the shortest path from the starting room to the room with a chest with "
+        "the highest reward.",
+        (ONCE, MUST),
+    ),
+}
+#: How a goal that names no room reads in a module's prompt.
+BEST_CHEST = "the room with the chest that yields the most reward"
 
 
 class Room(BaseModel):
@@ -80,11 +115,17 @@ class Move(BaseModel):
 
 
 class Target(BaseModel):
-    """The room to reach (having collected no other chest on the way)."""
+    """The room to reach, having collected no other chest on the way.
+
+    Valuepath-family goals leave ``room`` unset: the original only says "the room that yields the most reward";
+    which room that is stays ground truth (``Problem.hidden["target"]``), read by scoring and oracles only.
+    """
 
     model_config = ConfigDict(frozen=True)
 
-    room: int = Field(description="the target room")
+    room: int | None = Field(
+        default=None, description="the target room; unset: the room whose chest yields the most reward"
+    )
 
 
 class CogEvalTask(Task[Room, Move, Target]):
@@ -104,6 +145,7 @@ class CogEvalTask(Task[Room, Move, Target]):
     }
     default_search = True  # Steppath problems turn it off through Problem.info["search"]
     default_subgoals = 1
+    paper_runs = PAPER_RUNS
 
     # -- data --------------------------------------------------------------------------------------------
     def splits(self) -> dict[str, str]:
@@ -113,11 +155,14 @@ class CogEvalTask(Task[Room, Move, Target]):
         }
         out |= {
             "valuepath": "start room -> larger-reward chest, avoiding the other chest (11 starts)",
-            "detour": "valuepath after door 1-11 is locked and door 13-11 opened (11 starts)",
-            "reward_revaluation": "valuepath after the chests' rewards change (11 starts)",
+            "detour": "valuepath, then door 1-11 locked and door 13-11 opened: re-plan (13 starts, 2 phases)",
+            "reward_revaluation": "valuepath, then the chests' rewards change: re-plan (13 starts, 2 phases)",
             "icl_steppath": "the paper's three Steppath in-context problems (9->4, 2->10, 7->3)",
             "icl_valuepath": "the paper's two Valuepath in-context problems (start rooms 1 and 6)",
-            "transfer_n7tree:valuepath": "valuepath test problems, in-context examples from the n7tree graph",
+            "transfer_n7tree:valuepath": (
+                "the transfer experiment: 6 chest placements x 13 start rooms on the castle, the Monitor's "
+                "examples from the n7tree graph"
+            ),
         }
         for graph in GRAPH_SOURCES:
             out[f"{graph}:valuepath"] = (
@@ -167,17 +212,19 @@ class CogEvalTask(Task[Room, Move, Target]):
         return [Move(room=r) for r in graph_of(problem).neighbours(state.room)]
 
     def satisfies(self, state: Room, goal: Target, problem: Problem) -> bool:
-        return state.room == goal.room and state.collected in (None, goal.room)
+        target = target_room(goal, problem)
+        return state.room == target and state.collected in (None, target)
 
     def distance(self, state: Room, goal: Target, problem: Problem) -> float:
         """Shortest path on the graph, entering no chest room but the target's; ``inf`` once a wrong chest is
         collected (no reward can be collected after it)."""
-        if state.collected is not None and state.collected != goal.room:
+        target = target_room(goal, problem)
+        if state.collected is not None and state.collected != target:
             return float("inf")
-        if state.room == goal.room:
+        if state.room == target:
             return 0.0
-        avoid = frozenset(problem_chests(problem) - {goal.room})
-        paths = graph_of(problem).shortest_paths(state.room, goal.room, avoid)
+        avoid = frozenset(problem_chests(problem) - {target})
+        paths = graph_of(problem).shortest_paths(state.room, target, avoid)
         return float(len(paths[0]) - 1) if paths else float("inf")
 
     def as_goal(self, state: Room) -> Target:
@@ -189,33 +236,83 @@ class CogEvalTask(Task[Room, Move, Target]):
         return self.apply(state, action, problem) if action.room in graph_of(problem).rooms else state
 
     def execute(self, problem: Problem, actions: Iterable[Move]) -> Execution:
-        """``solved`` is the paper's "% solved" made exact: no invalid move, the final state satisfies the goal
-        (the target room, no other chest collected), within N and in exactly the optimal number of moves."""
+        """``solved`` is the MAP evaluation scripts' rule (``gpt4_map_*_eval.py``): after the first
+        ``min(n, 6)`` moves the agent stands in the target room, and none of those moves was invalid. Like the
+        scripts, it does not check the chest rule or the path's length; ``paper_metrics``'s ``optimal`` does."""
         actions = list(actions)
         execution = super().execute(problem, actions)
-        optimal = problem.optimal_length is None or len(actions) == problem.optimal_length
-        return execution.model_copy(update={"solved": execution.solved and optimal})
+        counted = min(len(actions), problem.max_actions)
+        state, steps = self.replay(problem, actions[:counted])
+        solved = counted > 0 and state.room == target_room(self.goal(problem), problem)
+        return execution.model_copy(update={"solved": solved and all(s.valid for s in steps)})
+
+    def paper_metrics(
+        self, problem: Problem, execution: Execution, predicted: list[dict[str, Any]]
+    ) -> dict[str, float | bool]:
+        """Beside the scripts' ``solved``:
+
+        * ``optimal`` -- the stricter rule: no invalid move, the target reached without collecting another chest,
+          in exactly the optimal number of moves;
+        * ``pct_invalid_per_problem`` -- the scripts' % invalid: invalid moves among this problem's first
+          ``min(n, 6)`` moves, as a percentage of them (the scripts average it over problems, not over moves).
+        """
+        optimal = problem.optimal_length is None or execution.n_actions == problem.optimal_length
+        counted = execution.steps[: problem.max_actions]
+        invalid = 100 * sum(not s.valid for s in counted) / len(counted) if counted else 0.0
+        return {
+            "optimal": execution.goal_reached and execution.n_invalid == 0 and optimal,
+            "pct_invalid_per_problem": invalid,
+        }
 
     def optimal_paths(self, problem: Problem) -> list[list[int]]:
         """Every optimal room sequence for a problem, by the environment's rules (not the data file's)."""
-        avoid = frozenset(problem_chests(problem) - {problem.goal["room"]})
-        return graph_of(problem).shortest_paths(problem.start["room"], problem.goal["room"], avoid)
+        target = target_room(self.goal(problem), problem)
+        avoid = frozenset(problem_chests(problem) - {target})
+        return graph_of(problem).shortest_paths(problem.start["room"], target, avoid)
+
+    # -- the paper's protocol ----------------------------------------------------------------------------
+    def phases(self, problem: Problem) -> list[Problem]:
+        """Detour and Reward Revaluation as the MAP scripts run them: first the Valuepath problem on the graph
+        and rewards as first described, then (this problem, ``info["phase"] == 1``) the change announced and a new
+        plan from the start room. Other problems have one phase."""
+        if not problem.info.get("change"):
+            return [problem]
+        described = RoomGraph.model_validate(problem.info["described_graph"])
+        first = _make(
+            problem.id,
+            described,
+            problem.start["room"],
+            described.best_chest(),
+            {**problem.info, "graph": described.model_dump(mode="json"), "change": "", "phase": 0},
+            named=False,
+            file_answers=problem.hidden.get("file_answers_before"),
+        )
+        return [first, problem]
+
+    def leak_probes(self, problem: Problem) -> list[str]:
+        """Besides the hidden values themselves: any line that starts "Goal" or "Target" and names the hidden
+        target room, and a JSON goal naming it (the phrasings in which the best chest's room would leak)."""
+        probes = super().leak_probes(problem)
+        target = problem.hidden.get("target")
+        if target is not None:
+            probes += [
+                rf"(?im)^[\s\-*#]*(?:final\s+)?(?:goal|target)\b[^\n]*\broom\s*{target}\b",
+                rf'"goal"\s*:\s*\{{\s*"room"\s*:\s*{target}\b',
+            ]
+        return probes
 
     # -- how it reads in a prompt ----------------------------------------------------------------------------
     def describe(self, problem: Problem) -> str:
+        """The castle, its chests and rules, and the goal, as the condition's MAP script words them (never naming
+        the best chest's room). A second phase adds the first attempt's moves (``info["history"]``), then the
+        announced change and the goal again, as the script appends them to its prompt."""
         info = problem.info
-        lines = [
-            "Consider the following puzzle problem:",
-            "",
-            "Problem description:",
-            RoomGraph.model_validate(info["described_graph"]).describe(),
-        ]
+        goal, rules = WORDINGS[info["wording"]]
         described = RoomGraph.model_validate(info["described_graph"])
+        lines = ["Consider the following puzzle problem:", "", "Problem description:", described.describe()]
         if described.rewards:
-            lines += [described.describe_rewards(), CHEST_RULE]
-        if info.get("change"):
-            lines += ["", info["change"]]
-        lines += ["", GOALS[info["family"]]]
+            lines += [described.describe_rewards(), *rules]
+        lines += ["", goal]
         if info.get("icl"):
             icl = icl_graph(info["icl"], info["family"])
             lines += [
@@ -224,6 +321,10 @@ class CogEvalTask(Task[Room, Move, Target]):
                 icl.describe(),
                 *([icl.describe_rewards()] if icl.rewards else []),
             ]
+        if info.get("change"):
+            if info.get("history"):
+                lines += ["", "Your moves in the first attempt, before the change below:", info["history"]]
+            lines += ["", info["change"], *rules, "", goal, "Plan again from the starting room."]
         return "\n".join(lines)
 
     def render_state(self, state: Room) -> str:  # type: ignore[override]
@@ -235,15 +336,17 @@ class CogEvalTask(Task[Room, Move, Target]):
         return f"Go to room {action.room}."
 
     def render_goal(self, goal: Target) -> str:  # type: ignore[override]
-        return f"room {goal.room}"
+        return BEST_CHEST if goal.room is None else f"room {goal.room}"
 
     def prompt_dir(self, problem: Problem | None = None) -> Path:
         """Where a problem's module prompts live.
 
         ``prompts/cogeval/`` holds the Valuepath family (Valuepath, Detour and Reward Revaluation share the
-        paper's Valuepath examples); ``prompts/cogeval/<set>/`` the others (``steppath`` with three Actor and
-        Evaluator examples, ``n7tree_valuepath`` for transfer), named by ``Problem.info["prompt_set"]``. The
-        argument is optional so the base signature still works; without it the Valuepath set is returned.
+        paper's Valuepath examples); ``prompts/cogeval/<set>/`` the others (``steppath`` with the paper's three
+        Steppath sequences; ``n7tree_valuepath`` for transfer, where as in the transfer script only the Monitor
+        has examples, from the n7tree graph, and the other modules are zero-shot), named by
+        ``Problem.info["prompt_set"]``. The argument is optional so the base signature still works; without it
+        the Valuepath set is returned.
         """
         root = super().prompt_dir()
         prompt_set = problem.info.get("prompt_set") if problem is not None else None
@@ -265,27 +368,55 @@ def problem_chests(problem: Problem) -> set[int]:
     return set(graph_of(problem).rewards)
 
 
+def target_room(goal: Target, problem: Problem) -> int:
+    """The room a goal means: its own, or for a goal that names none the best chest's room, which only the full
+    problem's ground truth holds (a model's view, ``problem.public()``, cannot answer this)."""
+    if goal.room is not None:
+        return goal.room
+    try:
+        return int(problem.hidden["target"])
+    except KeyError:
+        raise ValueError(
+            f"cogeval {problem.id}: the best chest's room is ground truth (Problem.hidden['target']); "
+            "scoring and oracles need the full problem, not problem.public()"
+        ) from None
+
+
 def _info(
     graph: RoomGraph,
     family: str,
     condition: str,
     described: RoomGraph | None = None,
     change: str = "",
+    wording: str | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
     return {
         "condition": condition,
         "family": family,
+        "wording": wording or ("steppath" if family == "steppath" else "highest_reward"),
         "search": family != "steppath",
         "prompt_set": "steppath" if family == "steppath" else None,
         "graph": graph.model_dump(mode="json"),
         "described_graph": (described or graph).model_dump(mode="json"),
         "change": change,
+        **({"phase": 1} if change else {}),
         **extra,
     }
 
 
-def _make(pid: str, graph: RoomGraph, start: int, target: int, info: dict[str, Any]) -> Problem:
+def _make(
+    pid: str,
+    graph: RoomGraph,
+    start: int,
+    target: int,
+    info: dict[str, Any],
+    *,
+    named: bool,
+    **hidden: Any,
+) -> Problem:
+    """A problem from start to target; ``named`` says whether the goal names the target room (Steppath) or
+    leaves it to be worked out from the rewards (the Valuepath family: the room goes to ``hidden``)."""
     avoid = frozenset(set(graph.rewards) - {target})
     paths = graph.shortest_paths(start, target, avoid)
     if not paths:
@@ -294,10 +425,11 @@ def _make(pid: str, graph: RoomGraph, start: int, target: int, info: dict[str, A
         task="cogeval",
         id=pid,
         start=Room(room=start).model_dump(),
-        goal=Target(room=target).model_dump(),
+        goal=Target(room=target if named else None).model_dump(),
         max_actions=N_ACTIONS,
         optimal_length=len(paths[0]) - 1,
         info=info,
+        hidden={**({} if named else {"target": target}), **{k: v for k, v in hidden.items() if v is not None}},
     )
 
 
@@ -325,9 +457,8 @@ _CHANGE = re.compile(r"^remove edge (\d+)-(\d+), add edge (\d+)-(\d+)$")
 
 
 def load_map_problems(text: str, source: str) -> dict[str, list[Problem]]:
-    """Parse the MAP castle file into its splits; the file's answers are kept in ``info["file_answers"]``
-    (they
-    were computed by BFS without the chest rule, so the environment, not the file, scores plans)."""
+    """Parse the MAP castle file into its splits; the file's answers are kept in ``hidden["file_answers"]``
+    (they were computed by BFS without the chest rule, so the environment, not the file, scores plans)."""
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as e:
@@ -343,7 +474,7 @@ def load_map_problems(text: str, source: str) -> dict[str, list[Problem]]:
     except (TypeError, ValueError) as e:
         raise InvalidProblem(f"{source}: field 'graph.edges': expected [room, room] pairs ({e})") from None
     out: dict[str, list[Problem]] = {f"steppath{k}": [] for k in STEPPATH_LENGTHS}
-    out |= {"icl_steppath": [], "icl_valuepath": [], **{c: [] for c in VALUE_CONDITIONS}}
+    out |= {"icl_steppath": [], "icl_valuepath": [], "transfer": [], **{c: [] for c in VALUE_CONDITIONS}}
 
     sp = _field(raw, "stepPath", source)
     for i, p in enumerate(_field(sp, "problems", f"{source}: field 'stepPath'")):
@@ -356,7 +487,9 @@ def load_map_problems(text: str, source: str) -> dict[str, list[Problem]]:
             base,
             start,
             target,
-            _info(base, "steppath", f"steppath{k}", file_answers=_field(p, "answers", where)),
+            _info(base, "steppath", f"steppath{k}"),
+            named=True,
+            file_answers=_field(p, "answers", where),
         )
         if problem.optimal_length != k:
             raise InvalidProblem(
@@ -379,7 +512,9 @@ def load_map_problems(text: str, source: str) -> dict[str, list[Problem]]:
             valued,
             start,
             valued.best_chest(),
-            _info(valued, "valuepath", "valuepath", file_answers=_field(p, "answers", where)),
+            _info(valued, "valuepath", "valuepath", wording="valuepath"),
+            named=False,
+            file_answers=_field(p, "answers", where),
         )
         out["icl_valuepath" if icl else "valuepath"].append(problem)
 
@@ -402,8 +537,6 @@ def load_map_problems(text: str, source: str) -> dict[str, list[Problem]]:
     for i, p in enumerate(_field(dt, "problems", f"{source}: field 'detour'")):
         where = f"{source}: field 'detour.problems[{i}]'"
         start = _int(p, "start", where)
-        if start in icl_starts:
-            continue
         out["detour"].append(
             _make(
                 f"detour-{start}",
@@ -416,8 +549,11 @@ def load_map_problems(text: str, source: str) -> dict[str, list[Problem]]:
                     "detour",
                     described=dgraph,
                     change=sentence,
-                    file_answers=_field(p, "answers_after", where),
+                    wording="valuepath",
                 ),
+                named=False,
+                file_answers=_field(p, "answers_after", where),
+                file_answers_before=_field(p, "answers_before", where),
             )
         )
 
@@ -447,8 +583,6 @@ def load_map_problems(text: str, source: str) -> dict[str, list[Problem]]:
     for i, p in enumerate(_field(rr, "problems", f"{source}: field 'rewardReval'")):
         where = f"{source}: field 'rewardReval.problems[{i}]'"
         start = _int(p, "start", where)
-        if start in icl_starts:
-            continue
         out["reward_revaluation"].append(
             _make(
                 f"reward_revaluation-{start}",
@@ -461,10 +595,26 @@ def load_map_problems(text: str, source: str) -> dict[str, list[Problem]]:
                     "reward_revaluation",
                     described=described,
                     change=sentence,
-                    file_answers=_field(p, "answers_after", where),
                 ),
+                named=False,
+                file_answers=_field(p, "answers_after", where),
+                file_answers_before=_field(p, "answers_before", where),
             )
         )
+    for high, low in TRANSFER_PLACEMENTS:
+        placed = base.with_rewards(dict(zip((high, low), TRANSFER_REWARDS, strict=True)))
+        out["transfer"] += [
+            _make(
+                f"valuepath-{high}-{low}-{start}",
+                placed,
+                start,
+                high,
+                _info(placed, "valuepath", "transfer", wording="highest_reward"),
+                named=False,
+            )
+            for start in base.rooms
+            if start not in (high, low)
+        ]
     return out
 
 
@@ -476,7 +626,9 @@ def template_problems(graph_name: str, condition: str) -> list[Problem]:
     if condition == "valuepath":
         target = graph.best_chest()
         return [
-            _make(f"{split}-{s}", graph, s, target, _info(graph, "valuepath", split, template=graph_name))
+            _make(
+                f"{split}-{s}", graph, s, target, _info(graph, "valuepath", split, template=graph_name), named=False
+            )
             for s in graph.rooms
             if s not in graph.rewards
             and graph.shortest_paths(s, target, frozenset(set(graph.rewards) - {target}))
@@ -485,7 +637,7 @@ def template_problems(graph_name: str, condition: str) -> list[Problem]:
     plain = graph.with_rewards({})
     lengths = dict(nx.all_pairs_shortest_path_length(plain.nx()))
     return [
-        _make(f"{split}-{s}-{t}", plain, s, t, _info(plain, "steppath", split, template=graph_name))
+        _make(f"{split}-{s}-{t}", plain, s, t, _info(plain, "steppath", split, template=graph_name), named=True)
         for s in plain.rooms
         for t in plain.rooms
         if lengths[s].get(t) == k
@@ -506,6 +658,7 @@ def _map_splits() -> dict[str, tuple[Problem, ...]]:
 @cache
 def _split(split: str) -> tuple[Problem, ...]:
     if split.startswith("transfer_"):
+        # the transfer script: its own chest placements on the castle, in-context examples from another graph
         icl, _, condition = split.removeprefix("transfer_").partition(":")
         return tuple(
             p.model_copy(
@@ -514,7 +667,7 @@ def _split(split: str) -> tuple[Problem, ...]:
                     "info": {**p.info, "icl": icl, "prompt_set": f"{icl}_{p.info['family']}"},
                 }
             )
-            for p in _map_splits()[condition]
+            for p in _map_splits()["transfer" if condition == "valuepath" else condition]
         )
     if ":" in split:
         graph, _, condition = split.partition(":")

@@ -2,8 +2,14 @@
 
 Three lists A, B, C of digits; 0 is the largest disk and the rightmost digit is the top of a list. A digit may be
 moved only from the right end of a list, and only onto a list whose digits are all smaller than it. The goal is
-``C = [0, 1, 2]`` (3 disks) or ``C = [0, 1, 2, 3]`` (4 disks). The paper tests 24 three-disk problems (ids 3 and
-22 are its in-context examples) with N = 10 and 80 four-disk problems with N = 20.
+``C = [0, 1, 2]`` (3 disks) or ``C = [0, 1, 2, 3]`` (4 disks). Problem ids are the original code's numbering
+(``toh/gen_start_config.py``: 1-26 three disks, 27-106 four disks). The paper tests 24 three-disk problems (ids 3
+and 22 are its in-context examples) with N = 10, five runs each, and the 80 four-disk problems with N = 20, one
+run. Its four-disk in-context ablation (``toh/gpt4_map_toh_4diskicl.py``) shows four-disk examples (problems 29
+and 77) to every module and tests the other 78: split ``test4_icl4``, prompts in ``prompts/hanoi/icl4/``.
+
+The optimal plan is ground truth (``Problem.hidden``); no prompt states a move limit or an optimal length, as the
+original's prompts do not.
 
 >>> from map_agent.tasks import hanoi
 >>> p = hanoi.problem(7)
@@ -15,11 +21,12 @@ from __future__ import annotations
 
 from functools import cache
 from importlib import resources
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from map_agent.task import InvalidProblem, Problem, Task, Verdict, load_json
+from map_agent.task import Execution, InvalidProblem, Problem, Task, Verdict, load_json
 
 Peg = Literal["A", "B", "C"]
 PEGS: tuple[Peg, ...] = ("A", "B", "C")
@@ -27,6 +34,9 @@ Disk = Annotated[int, Field(ge=0, le=9)]
 N_THREE_DISKS = 10
 N_FOUR_DISKS = 20
 ICL_IDS = ("3", "22")
+#: the four-disk in-context ablation's examples (the original skips the problems whose start they share)
+ICL4_IDS = ("29", "77")
+ICL4_PROMPTS = "icl4"
 
 
 class HanoiState(BaseModel):
@@ -65,6 +75,8 @@ class HanoiTask(Task[HanoiState, HanoiMove, HanoiState]):
     State = HanoiState
     Action = HanoiMove
     Goal = HanoiState
+    #: the original's runs: ``range(1, 6)`` over the three-disk problems, one run of the four-disk sets
+    paper_runs = {"test3": 5, "test4": 1, "test4_icl4": 1}
 
     # -- data --------------------------------------------------------------------------------------------
     def splits(self) -> dict[str, str]:
@@ -73,6 +85,9 @@ class HanoiTask(Task[HanoiState, HanoiMove, HanoiState]):
             "icl3": "the two three-disk in-context examples (ids 3 and 22)",
             "all3": "all 26 three-disk problems, N=10",
             "test4": "the 80 four-disk problems (ids 27-106, out of distribution), N=20",
+            "test4_icl4": "the 78 four-disk problems other than 29 and 77, with the four-disk in-context examples "
+                          "(29 and 77) in every module's prompt, N=20",
+            "icl4": "the two four-disk in-context examples (ids 29 and 77)",
         }
 
     def problems(self, split: str) -> list[Problem]:
@@ -85,7 +100,50 @@ class HanoiTask(Task[HanoiState, HanoiMove, HanoiState]):
             return list(three)
         if split == "test4":
             return list(four)
+        if split in ("test4_icl4", "icl4"):
+            chosen = [p for p in four if (p.id in ICL4_IDS) == (split == "icl4")]
+            return [p.model_copy(update={"info": {**p.info, "prompt_set": ICL4_PROMPTS}}) for p in chosen]
         raise KeyError(f"hanoi: unknown split {split!r}; known: {', '.join(self.splits())}")
+
+    # -- the paper's protocol --------------------------------------------------------------------------------
+    def evaluator_fallback(self, problem: Problem) -> tuple[int, int]:
+        """The original draws ``np.random.randint(1, 2**n)`` for an Evaluator reply it cannot read: 1-7 with
+        three disks, 1-15 with four (the optimal length from the worst start)."""
+        return 1, 2 ** len(self.start(problem).disks()) - 1
+
+    def paper_metrics(self, problem: Problem, execution: Execution,
+                      predicted: list[dict[str, Any]]) -> dict[str, float | bool]:
+        """The original's score (``toh/gpt4_map_toh_eval.py``), beside the environment's replay.
+
+        The original scores the transcript MAP keeps, in which the state after each move is the Predictor's
+        prediction: a move is invalid when, in the state before it (the start, then the previous prediction),
+        its number is not in the source list, is not at that list's right end, or is smaller than the largest
+        number of the target list; at most N moves count; a problem is solved when the state after the last
+        counted move is the goal and no counted move was invalid. A Predictor that hallucinates a solved state
+        therefore scores solved here but not in ``execution``. The paper's % invalid pools moves over problems:
+        ``mean(paper_invalid_moves) / mean(paper_moves)`` of a run's records.
+        """
+        moves = [step.action for step in execution.steps][: problem.max_actions]
+        states = [problem.start, *predicted][: len(moves) + 1]
+        invalid = sum(not _original_valid(state, move) for state, move in zip(states, moves, strict=False))
+        final = states[len(moves)] if len(states) > len(moves) else None
+        solved = final is not None and _lists(final) == _lists(problem.goal) and not invalid
+        return {"paper_solved": solved, "paper_moves": float(len(moves)), "paper_invalid_moves": float(invalid)}
+
+    def summarise_metrics(self, per_problem: list[dict[str, float | bool]]) -> dict[str, float]:
+        """Means, plus the paper's % invalid: invalid moves over all moves of the run (pooled, as its eval)."""
+        out = super().summarise_metrics(per_problem)
+        moves = sum(float(m.get("paper_moves", 0)) for m in per_problem)
+        invalid = sum(float(m.get("paper_invalid_moves", 0)) for m in per_problem)
+        out["paper_pct_invalid"] = 100 * invalid / moves if moves else 0.0
+        return out
+
+    def leak_probes(self, problem: Problem) -> list[str]:
+        """Beside the hidden optimal plan: the optimal length stated as a number of moves. Not N: the original's
+        MAP prompts never state it, but its baselines do ("limit your answer to a maximum of 10 steps"), so the
+        MAP module prompts are checked for N separately (tests/test_hanoi.py)."""
+        extra = move_count_phrasings(problem.optimal_length) if problem.optimal_length is not None else []
+        return [*super().leak_probes(problem), *extra]
 
     # -- ground truth ------------------------------------------------------------------------------------------
     def check(self, state: HanoiState, action: HanoiMove, problem: Problem) -> Verdict:
@@ -134,6 +192,30 @@ class HanoiTask(Task[HanoiState, HanoiMove, HanoiState]):
     def render_action(self, action: HanoiMove) -> str:  # type: ignore[override]
         return str(action)
 
+    def prompt_dir(self, problem: Problem | None = None) -> Path:
+        """``prompts/hanoi/`` (the original's three-disk examples), or the subfolder named by the problem's
+        ``info["prompt_set"]`` (``icl4``: the four-disk in-context ablation's examples)."""
+        root = super().prompt_dir()
+        prompt_set = problem.info.get("prompt_set") if problem is not None else None
+        return root / prompt_set if prompt_set else root
+
+
+def move_count_phrasings(n: int) -> list[str]:
+    """Regular expressions for a prompt that states ``n`` as a number of moves or as a limit ("in 7 moves",
+    "at most 7"), but not for the number ``n`` being moved ("2 moves from A")."""
+    return [rf"\b{n}\s+(?:valid\s+)?moves?\b(?!\s+from)",
+            rf"(?i)\b(?:at most|no more than|within|limit of|budget of|maximum of|optimal)\s+(?:[a-z]+\s+){{0,3}}{n}\b"]
+
+
+def _lists(state: dict[str, Any]) -> list[list[int]]:
+    return [list(state.get(peg, [])) for peg in PEGS]
+
+
+def _original_valid(state: dict[str, Any], move: dict[str, Any]) -> bool:
+    """The original evaluation's move check, kept as it is: it never asks whether source and target differ."""
+    source, target = state.get(move["source"], []), state.get(move["target"], [])
+    return move["disk"] in source and source[-1] == move["disk"] and not (target and move["disk"] < max(target))
+
 
 @cache
 def _description() -> str:
@@ -146,6 +228,7 @@ def _problem(raw: dict, pid: str, n: int, source: str, index: int) -> Problem:
         start = HanoiState(A=raw["A"], B=raw["B"], C=raw["C"])
         goal = HanoiState(**raw["goal"]) if "goal" in raw else HanoiState(A=[], B=[], C=sorted(start.disks()))
         optimal = int(raw["optimal_num_moves"])
+        plan = [_parse_move(m).model_dump() for m in raw.get("optimal_moves", [])]
     except KeyError as e:
         raise InvalidProblem(f"{where}: missing field {e.args[0]!r}") from None
     except (ValidationError, TypeError, ValueError) as e:
@@ -158,8 +241,19 @@ def _problem(raw: dict, pid: str, n: int, source: str, index: int) -> Problem:
         lst = start.peg(peg)
         if lst != sorted(lst):
             raise InvalidProblem(f"{where}: field {peg!r} = {lst} has a smaller digit under a larger one")
+    if plan and len(plan) != optimal:
+        raise InvalidProblem(f"{where}: 'optimal_moves' holds {len(plan)} moves but 'optimal_num_moves' is {optimal}")
     return Problem(task="hanoi", id=pid, start=start.model_dump(), goal=goal.model_dump(), max_actions=n,
-                   optimal_length=optimal, info={"disks": len(start.disks())})
+                   optimal_length=optimal, info={"disks": len(start.disks())},
+                   hidden={"optimal_plan": plan} if plan else {})
+
+
+def _parse_move(text: str) -> HanoiMove:
+    """``"Move 2 from A to C."`` -> the move (the data files write plans as the prompts write moves)."""
+    words = text.rstrip(".").split()
+    if len(words) != 6 or words[0] != "Move" or words[2] != "from" or words[4] != "to":
+        raise ValueError(f"not a move: {text!r}")
+    return HanoiMove(disk=int(words[1]), source=words[3], target=words[5])
 
 
 def load_problems(text: str, source: str, n: int, first_id: int) -> list[Problem]:

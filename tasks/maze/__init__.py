@@ -4,7 +4,9 @@ The state is the agent's cell, an action is one offset of the maze's action set,
 The problems are the paper's four test sets (``test1``..``test4``, 100 mazes each, generated from the seed in
 :mod:`map_agent.tasks.maze.data`). The action budget is ``N = optimal length + MARGIN``: the paper poses no
 budget, and a margin of four moves lets an LLM-driven plan recover from a detour or two while still ruling out
-wandering.
+wandering. Running MAP on mazes is this project's (neither paper does it); as for the MAP paper's tasks, a
+shortest plan is ground truth (``Problem.hidden``) and no prompt states N or the optimal length, which would
+give the optimal length away.
 
 Ground truth: legality (the oracle Monitor) rejects moves outside the action set, off the grid or onto a wall;
 ``distance`` (the oracle Evaluator) reads the fewest moves off the optimal values of value iteration on the
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import deque
 from functools import cache, lru_cache
 from importlib import resources
 
@@ -28,7 +31,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from map_agent.task import InvalidProblem, Problem, Task, Verdict
 from map_agent.tasks.maze.data import TEST_SETS, MazeProblem, load_test_set
-from map_agent.tools.maze import Maze, SymbolConfig, distances_to, grid_literal, move_error, parse_maze
+from map_agent.tools.maze import (
+    Maze,
+    Offset,
+    SymbolConfig,
+    distances_to,
+    grid_literal,
+    move_error,
+    parse_maze,
+)
 
 #: moves allowed beyond the optimal plan length (N = optimal + MARGIN)
 MARGIN = 4
@@ -56,13 +67,36 @@ class MazeMove(BaseModel):
         return (self.d_row, self.d_col)
 
 
+def optimal_plan(maze: Maze, actions: tuple[Offset, ...]) -> list[Offset]:
+    """A shortest plan from the agent to the goal: breadth-first distances to the goal, then from the start the
+    first move of the action set that brings the agent one move closer (the reference solver's tie rule)."""
+    dist = {maze.goal: 0}
+    frontier = deque([maze.goal])
+    while frontier:  # backwards: the cells one legal move before each reached cell
+        cell = frontier.popleft()
+        for dr, dc in actions:
+            before = (cell[0] - dr, cell[1] - dc)
+            if before not in dist and maze.free(before):
+                dist[before] = dist[cell] + 1
+                frontier.append(before)
+    plan, pos = [], maze.agent
+    while pos != maze.goal:
+        move = next((dr, dc) for dr, dc in actions if dist.get((pos[0] + dr, pos[1] + dc)) == dist[pos] - 1)
+        plan.append(move)
+        pos = (pos[0] + move[0], pos[1] + move[1])
+    return plan
+
+
 def to_problem(p: MazeProblem) -> Problem:
-    """A generated maze as a MAP problem; the grid and symbol configuration travel in ``info``."""
+    """A generated maze as a MAP problem; the grid and symbol configuration travel in ``info``, a shortest plan
+    in ``hidden``."""
     maze = p.maze
+    plan = [MazeMove(d_row=dr, d_col=dc).model_dump() for dr, dc in optimal_plan(maze, p.config.actions)]
     return Problem(task="maze", id=p.id, start=MazeState(row=maze.agent[0], col=maze.agent[1]).model_dump(),
                    goal=MazeState(row=maze.goal[0], col=maze.goal[1]).model_dump(),
                    max_actions=p.optimal_length + MARGIN, optimal_length=p.optimal_length,
-                   info={"test_set": p.test_set, "grid": p.grid, "config": p.config.model_dump(mode="json")})
+                   info={"test_set": p.test_set, "grid": p.grid, "config": p.config.model_dump(mode="json")},
+                   hidden={"optimal_plan": plan})
 
 
 @lru_cache(maxsize=256)
@@ -139,6 +173,13 @@ class MazeTask(Task[MazeState, MazeMove, MazeState]):
     def satisfies(self, state: MazeState, goal: MazeState, problem: Problem) -> bool:
         return state.row == goal.row and state.col == goal.col
 
+    def leak_probes(self, problem: Problem) -> list[str]:
+        """Beside the hidden shortest plan: N or the optimal length stated as a limit or as the optimum."""
+        numbers = {problem.max_actions} | ({problem.optimal_length} if problem.optimal_length is not None else set())
+        phrasings = [rf"(?i)\b(?:at most|no more than|within|limit of|budget of|optimal)\s+(?:[a-z]+\s+){{0,3}}{n}\b"
+                     for n in sorted(numbers)]
+        return [*super().leak_probes(problem), *phrasings]
+
     def distance(self, state: MazeState, goal: MazeState, problem: Problem) -> float:
         """Fewest moves, read off value iteration's optimal values for a reward at ``goal`` (cached)."""
         maze, _ = self.environment(problem)
@@ -151,7 +192,8 @@ class MazeTask(Task[MazeState, MazeMove, MazeState]):
         return _description() + "\n\n" + self.environment_text(problem)
 
     def environment_text(self, problem: Problem) -> str:
-        """The maze itself: grid, symbols, start, goal, action set and budget (examples carry theirs)."""
+        """The maze itself: grid, symbols, start, goal and action set (examples carry theirs); no budget, which
+        would state the optimal length."""
         maze, config = self.environment(problem)
         actions = ", ".join(f"(d_row={dr}, d_col={dc})" for dr, dc in config.actions)
         return "\n".join([
@@ -162,7 +204,6 @@ class MazeTask(Task[MazeState, MazeMove, MazeState]):
             f"The agent starts at row {maze.agent[0]}, column {maze.agent[1]}; the goal is at row "
             f"{maze.goal[0]}, column {maze.goal[1]}.",
             f"Action set: {actions}.",
-            f"At most {problem.max_actions} moves may be used.",
         ])
 
 
@@ -176,4 +217,4 @@ def _description() -> str:
     return (resources.files("map_agent.prompts") / "maze" / "task.md").read_text(encoding="utf-8").strip()
 
 
-__all__ = ["MARGIN", "TEST_SETS", "MazeMove", "MazeState", "MazeTask", "to_problem"]
+__all__ = ["MARGIN", "TEST_SETS", "MazeMove", "MazeState", "MazeTask", "optimal_plan", "to_problem"]

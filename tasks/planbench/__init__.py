@@ -1,11 +1,14 @@
 """PlanBench's Mystery Blocksworld and Logistics plan-generation tasks (Valmeekam et al.) as MAP tasks.
 
-All 500 Mystery Blocksworld and 285 Logistics instances of PlanBench's ``task_1_plan_generation``, with their
-ground-truth plans. The MAP paper's setup (Methods): Actor, Monitor, Predictor and Orchestrator, no tree search;
-Logistics adds the TaskDecomposer, Mystery Blocksworld runs without it; N = optimal plan length + 4 (the paper's
-text -- the authors' released code allows optimal length + 3). The optimal lengths come from a cached table
-(``optimal_lengths.py``). The environment (``environment``) is the PDDL model of ``map_agent.tools.strips``;
-prompts render it in PlanBench's own sentences (``language``).
+All 500 Mystery Blocksworld and 285 Logistics instances of PlanBench's ``task_1_plan_generation``. The MAP paper's
+setup (Methods) and code (``planbench/*/gpt4_map_*_plan_generation.py``): Actor, Monitor, Predictor and
+Orchestrator, no tree search, no Evaluator; Logistics adds a TaskDecomposer that sets one subgoal (the code's
+``subgoal_module``), Mystery Blocksworld runs without it; one run (no search, temperature 0: deterministic);
+N = optimal plan length + 4, never shown to a model. The optimal lengths come from a cached table
+(``optimal_lengths.py``) and, with PlanBench's ground-truth plans, are ground truth: ``Problem.hidden`` and
+``optimal_length``, never rendered. The environment (``environment``) is the PDDL model of
+``map_agent.tools.strips``; prompts render it in PlanBench's own sentences (``language``), and the in-context
+examples are the original's (``prompts/<domain>/*.examples.json`` name their source).
 
 >>> task = MysteryBlocksworldTask()
 >>> p = task.problem(2)
@@ -57,7 +60,7 @@ class MysteryBlocksworldTask(PlanBenchTask):
 
 
 class LogisticsTask(PlanBenchTask):
-    """Logistics: trucks within cities, airplanes between airports; with the TaskDecomposer (paper)."""
+    """Logistics: trucks within cities, airplanes between airports; a TaskDecomposer sets one subgoal (paper)."""
 
     name = "logistics"
     domain = "logistics"
@@ -69,3 +72,5 @@ class LogisticsTask(PlanBenchTask):
     bfs_states = 300
     default_modules = {"TaskDecomposer": "llm", "Actor": "llm", "Monitor": "llm", "Predictor": "llm",
                        "Evaluator": "off", "Orchestrator": "llm"}
+    #: the original's Orchestrator checks the pursued goal only: the subgoal until it is reached, then the goal
+    protocol = {"final_goal_first": False}

@@ -24,10 +24,12 @@ from map_agent.tasks.planbench.language import Language
 from map_agent.tasks.planbench.planner import BFS_STATES, optimal_plan
 from map_agent.tools.strips import Atom, GroundAction, PDDLError, Strips, format_atom, parse_atom, validate
 
-#: N = optimal plan length + 4, the MAP paper's text (Methods). Its released code allows optimal length + 3.
+#: N = optimal plan length + 4: the MAP paper's text (Methods) and its code, whose
+#: ``len(instance['ground_truth_plan'].split("\n")) + 3`` counts the plan text's trailing newline as a step (every
+#: PlanBench ground-truth plan is optimal, see ``optimal_lengths.py``). N is never shown to a model, as in the original.
 EXTRA_ACTIONS = 4
 DATA = "data"
-#: PlanBench's one-shot example instance, the source of every in-context example in the module prompts
+#: PlanBench's one-shot example instance (not a test instance)
 ICL_INSTANCE = "1"
 
 
@@ -121,7 +123,7 @@ class PlanBenchTask(Task):
     domain: ClassVar[str]
     default_search = False
     #: PlanBench's one-shot example instance (the prompt of instance k shows k-1; instance 1 is shown only for
-    #: instance 2 and is not itself a test instance): the module prompts' examples all come from it.
+    #: instance 2 and is not itself a test instance); the original's examples start from it (data/SOURCE.md).
     ICL_ID: ClassVar[str] = ICL_INSTANCE
     #: states breadth-first search may visit before the planner hands over to Fast Downward (0: straight there)
     bfs_states: ClassVar[int] = BFS_STATES
@@ -130,7 +132,7 @@ class PlanBenchTask(Task):
     def splits(self) -> dict[str, str]:
         return {
             "test": "PlanBench's plan-generation instances (task_1_plan_generation.json), in its order",
-            "icl": f"instance {self.ICL_ID}, PlanBench's one-shot example; the module prompts' examples use it",
+            "icl": f"instance {self.ICL_ID}, PlanBench's one-shot example, not a test instance",
         }
 
     def problems(self, split: str) -> list[Problem]:
@@ -220,18 +222,29 @@ class PlanBenchTask(Task):
             path.append((action, self.apply(path[-1][1], action, problem)))
         return path
 
-    def oracle_subgoals(self, state: _Facts, goal: _Facts, n_subgoals: int, problem: Problem) -> list[_Facts]:
-        """The oracle TaskDecomposer: ``n_subgoals`` states evenly spaced on an optimal plan (the core's rule),
-        found by the planner instead of breadth-first search, which Logistics' state spaces defeat."""
+    def oracle_subgoals(self, state: _Facts, goal: _Facts, n_subgoals: int | None,
+                        problem: Problem) -> list[_Facts]:
+        """The oracle TaskDecomposer: ``n_subgoals`` (default one) states evenly spaced on an optimal plan (the
+        core's rule), found by the planner instead of breadth-first search, which Logistics' state spaces defeat."""
         path = self.optimal_path(state, goal, problem)
         if path is None or len(path) <= 2:
             return [goal]
-        n = len(path) - 1
+        n, n_subgoals = len(path) - 1, n_subgoals or 1
         picks = sorted({round(n * (i + 1) / (n_subgoals + 1)) for i in range(n_subgoals)} - {0, n})
         return [self.as_goal(path[i][1]) for i in picks] or [goal]
 
     def as_goal(self, state: _Facts) -> _Facts:
         return self.Goal(facts=state.facts)
+
+    def leak_probes(self, problem: Problem) -> list[str]:
+        """The ground-truth plan's steps (the default), and N or the optimal length where a prompt would state them
+        as a budget: the original tells the model neither."""
+        probes = super().leak_probes(problem)
+        probes.append(rf"\b(at most|within|no more than|up to)\s+{problem.max_actions}\s+(actions|steps|moves)\b")
+        if problem.optimal_length is not None:
+            probes.append(rf"\b(optimal|shortest|minimum)\b[^.\n]{{0,40}}\b{problem.optimal_length}\s+"
+                          rf"(actions|steps|moves)\b")
+        return probes
 
     # -- scoring ---------------------------------------------------------------------------------------------
     def execute(self, problem: Problem, actions: Iterable[_Action]) -> Execution:
@@ -331,7 +344,8 @@ def _problem(domain: str, task: str, instance: str, plan: list[str], examples: l
                    start={"facts": sorted(format_atom(a) for a in strips.initial if a[0] not in hidden)},
                    goal={"facts": sorted(format_atom(a) for a in strips.goal_pos)},
                    max_actions=optimal + EXTRA_ACTIONS, optimal_length=optimal,
-                   info={"instance": instance, "ground_truth_plan": plan, "example_instance_ids": examples or []})
+                   info={"instance": instance, "example_instance_ids": examples or []},
+                   hidden={"ground_truth_plan": plan})
 
 
 def load_plans(text: str, source: str) -> list[tuple[str, list[str], list[int]]]:

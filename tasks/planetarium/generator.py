@@ -2,8 +2,14 @@
 
 Each instance pairs a natural-language description of an initial and a goal state with ground-truth PDDL.
 Each side of the description is *explicit* (one sentence per proposition of the PDDL) or *abstract* (a summary
-such as "the blocks form a single tower"). When either side is abstract the text does not pin down which
-object plays which role, so the instance is checked in placeholder mode (``is_placeholder``).
+such as "the blocks form a single tower"). Placeholder mode (``is_placeholder``: initial and goal scenes compared
+separately, any objects may play the goal's roles) follows the reference implementation's rule
+(``BatsResearch/planetarium``, ``dataset_generator.py`` with ``dataset_config.yaml``): on when either side is
+abstract, except for the tasks whose goal is defined by the initial state's objects (:data:`STRICT_TASKS`:
+swap, invert, swap_rooms, move_to_max, move_to_min). Comparing those goals on their own would accept a goal
+that moves the wrong objects (two towers with their bases in place "match" two towers with swapped bases), so
+they are always checked with object identity, and, as in the reference, they are described with both sides
+explicit or both abstract (an abstract initial state cannot say which object a named goal means).
 
 Tasks (Section 4.2): Blocks World -- stack, unstack, holding_one, staircase, equal_towers, swap, invert, towers;
 Gripper -- single_room, evenly_distribute, arbitrarily_distribute, swap_rooms, move_to_max, move_to_min. The
@@ -27,12 +33,16 @@ from pydantic import BaseModel, ConfigDict
 
 from map_agent.tools.strips import Atom, format_atom
 
-__all__ = ["BLOCKSWORLD_TASKS", "GRIPPER_TASKS", "Instance", "domain_text", "generate", "size_bin"]
+__all__ = ["BLOCKSWORLD_TASKS", "GRIPPER_TASKS", "STRICT_TASKS", "Instance", "domain_text", "generate",
+           "is_placeholder", "size_bin"]
 
 BLOCKSWORLD_TASKS = ("stack", "unstack", "holding_one", "staircase", "equal_towers", "swap", "invert", "towers")
 GRIPPER_TASKS = ("single_room", "evenly_distribute", "arbitrarily_distribute", "swap_rooms", "move_to_max",
                  "move_to_min")
 SIZE_BINS = ((1, 20), (21, 40), (41, 60), (61, 80))
+
+#: tasks whose goal refers to the initial state's objects: never placeholder mode, no mixed abstraction
+STRICT_TASKS = frozenset({"swap", "invert", "swap_rooms", "move_to_max", "move_to_min"})
 
 Abstraction = Literal["explicit", "abstract"]
 
@@ -58,6 +68,11 @@ class Instance(BaseModel):
 def domain_text(domain: str) -> str:
     """The PDDL text of ``"blocksworld"`` or ``"gripper"``."""
     return resources.files(__package__).joinpath(f"{domain}.pddl").read_text()
+
+
+def is_placeholder(task: str, init_abstraction: Abstraction, goal_abstraction: Abstraction) -> bool:
+    """The reference implementation's rule: placeholder mode when a side is abstract, never for a strict task."""
+    return task not in STRICT_TASKS and "abstract" in (init_abstraction, goal_abstraction)
 
 
 def size_bin(n_propositions: int) -> str:
@@ -188,14 +203,12 @@ def _gripper(rng: random.Random, task: str, rooms: int, balls: int, grippers: in
     bs = [f"ball{i}" for i in range(1, balls + 1)]
     gs = [f"gripper{i}" for i in range(1, grippers + 1)]
     static = [("room", r) for r in rs] + [("ball", b) for b in bs] + [("gripper", g) for g in gs]
-    counts = [0] * rooms
-    location = {}
-    for b in bs:
-        room = rng.randrange(rooms)
-        if task == "swap_rooms":
-            room = rng.randrange(2)
-        counts[room] += 1
-        location[b] = room
+    extreme = {"move_to_max": max, "move_to_min": min}.get(task)
+    while True:  # move to max / min need one room that holds strictly the most / fewest balls, as the reference
+        location = {b: rng.randrange(rooms) for b in bs}
+        counts = [sum(1 for r in location.values() if r == i) for i in range(rooms)]
+        if extreme is None or counts.count(extreme(counts)) == 1:
+            break
     init = [*static, ("at-robby", rs[0])] + [("at", b, rs[location[b]]) for b in bs] + [("free", g) for g in gs]
     init_text = (f"there are {rooms} rooms, {balls} balls and a robot, robby, with {grippers} free grippers; "
                  f"robby is in room1 and the balls are placed {_counts_text(counts)}")
@@ -214,8 +227,7 @@ def _gripper(rng: random.Random, task: str, rooms: int, balls: int, grippers: in
         goal_rooms = {b: 1 - location[b] for b in bs}
         goal_text = "the balls of room1 and room2 are swapped: each ball is in the other room"
     else:
-        pick = max if task == "move_to_max" else min
-        target = pick(range(rooms), key=lambda i: (counts[i], -i if pick is max else i))
+        target = counts.index(extreme(counts))
         goal_rooms = {b: target for b in bs}
         goal_text = (f"all balls are in the room that initially held the "
                      f"{'most' if task == 'move_to_max' else 'fewest'} balls")
@@ -228,6 +240,8 @@ def _gripper_sizes(task: str, rng: random.Random) -> tuple[int, int, int]:
     balls = rng.randint(1, 24)
     if task == "evenly_distribute":
         balls = rooms * max(1, balls // rooms)
+    if task in ("move_to_max", "move_to_min"):  # enough balls for a unique emptiest / fullest room to exist
+        balls = max(balls, rooms)
     return rooms, balls, rng.randint(1, 3)
 
 
@@ -260,14 +274,17 @@ def _describe(domain: str, init_abs: str, goal_abs: str, init, goal, init_text, 
 
 
 def generate(n: int, seed: int = 0) -> list[Instance]:
-    """``n`` instances cycling over the 14 tasks and the four abstraction pairs, deterministic by ``seed``."""
+    """``n`` instances cycling over the 14 tasks and the four abstraction pairs (a strict task over the two
+    matching pairs), deterministic by ``seed``."""
     rng = random.Random(seed)
     tasks = [("blocksworld", t) for t in BLOCKSWORLD_TASKS] + [("gripper", t) for t in GRIPPER_TASKS]
     pairs = list(itertools.product(("explicit", "abstract"), repeat=2))
+    matching = [(a, b) for a, b in pairs if a == b]
     out = []
     for i in range(n):
         domain, task = tasks[i % len(tasks)]
-        init_abs, goal_abs = pairs[(i // len(tasks)) % len(pairs)]
+        allowed = matching if task in STRICT_TASKS else pairs
+        init_abs, goal_abs = allowed[(i // len(tasks)) % len(allowed)]
         if domain == "blocksworld":
             init, goal, init_text, goal_text = _blocksworld(rng, task, _blocks_sizes(task, rng))
         else:
@@ -279,5 +296,5 @@ def generate(n: int, seed: int = 0) -> list[Instance]:
             id=f"{domain}-{name}", domain=domain, task=task, init_abstraction=init_abs, goal_abstraction=goal_abs,
             natural_language=_describe(domain, init_abs, goal_abs, init, goal, init_text, goal_text, objects),
             problem_pddl=_pddl(domain, name, objects, init, goal), n_objects=len(objects), n_propositions=size,
-            size_bin=size_bin(size), is_placeholder="abstract" in (init_abs, goal_abs)))
+            size_bin=size_bin(size), is_placeholder=is_placeholder(task, init_abs, goal_abs)))
     return out

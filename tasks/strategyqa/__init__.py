@@ -1,23 +1,27 @@
 """StrategyQA as a MAP task: answer sub-questions, then the yes/no question.
 
-The paper's setup (Methods): the TaskDecomposer writes sub-questions, the Actor answers each one, the Monitor
-checks the answers and a final step gives true/false; no Evaluator, no in-context examples, N = 1 action per
-question; 100 dev questions, sampled with the seed of the authors' code (``random.seed(2024)``). Metric: accuracy.
+The original protocol (``strategyQA/map_strategyqa.py`` of the MAP code; paper, Methods): the TaskDecomposer writes
+as many sub-questions as it needs; the Actor answers each one, the Monitor checks the answer and its full verdict
+goes back to the Actor, for at most 5 answers per sub-question, the last one kept; a final step, which no Monitor
+checks, answers the question with true or false from the sub-questions and their answers. No Evaluator, no
+Orchestrator, no tree search, no in-context examples; 100 dev questions sampled with the authors' seed
+(``random.seed(2024)``); one deterministic run (temperature 0). Metric: accuracy.
 
 It fits the generic task interface without a task-specific branch in the core:
 
-* ``Goal``   -- a question to answer (a sub-question, or the main question as the final goal);
-* ``State``  -- the main question plus the answered (sub-)questions so far;
-* ``Action`` -- an answer to a named question; ``apply`` records it. The main question takes "true"/"false".
+* ``Goal``   -- a question to answer: a sub-question, or the main question (``main``: the final goal);
+* ``State``  -- the main question plus the answered sub-questions so far;
+* ``Action`` -- an answer to a named question, with the reasoning that led to it; ``apply`` records it.
 
-The goal test is bookkeeping ("has this question been answered?"), not correctness, so the Orchestrator -- which
-the paper does not use -- runs as that symbolic check (``default_modules``): it moves the plan from one
-sub-question to the next exactly as the authors' loop does, without knowing any answer. Correctness is the metric,
-scored by ``execute`` against the dataset's label.
+Without an Orchestrator, each question gets exactly one committed answer (``actions_per_goal = 1``), then the
+plan moves on, as the original's loop over its sub-questions does. The final goal's answer skips the Monitor
+(``unmonitored_final``), and is read as the original reads its final step (:func:`final_answer`). The symbolic
+"has this question been answered?" Orchestrator is an option (``--module Orchestrator=oracle``, a named
+deviation): it moves on once a question holds an answer, whatever the count.
 
-The oracle (ground truth) is the dataset's own reasoning: its decomposition gives the subgoals
-(:meth:`StrategyQATask.oracle_subgoals`), its facts answer the sub-questions and its label answers the main
-question (:meth:`StrategyQATask.legal_actions`).
+Ground truth lives in ``Problem.hidden`` only: the label, the annotated decomposition and facts. It is the oracle:
+the decomposition gives the subgoals (:meth:`StrategyQATask.oracle_subgoals`), the facts answer the sub-questions
+and the label answers the main question (:meth:`StrategyQATask.legal_actions`).
 
 >>> task = StrategyQATask()
 >>> p = task.problems("dev100")[0]
@@ -33,23 +37,31 @@ from functools import cache
 from importlib import resources
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.json_schema import SkipJsonSchema
 
 from map_agent.task import Execution, InvalidProblem, Problem, Task, Verdict, load_json
 
 #: The MAP authors' sampling of the evaluation questions (strategyQA/map_strategyqa.py).
 SAMPLE_SEED = 2024
 SAMPLE_SIZE = 100
-#: At most this many sub-questions (the TaskDecomposer's schema allows four) plus one final answer: N is one
-#: action per question, as in the paper.
-MAX_SUBQUESTIONS = 4
+#: The original takes every sub-question the TaskDecomposer writes; the TaskDecomposer's schema holds at most
+#: eight, and the dataset's own decompositions need at most four.
+MAX_SUBQUESTIONS = 8
+#: N: one answer per sub-question, then one for the main question (the paper's "N = 1 action per question").
 N_ACTIONS = MAX_SUBQUESTIONS + 1
-ANSWERS = {"true": True, "false": False}
 DATA_FILE = "dev.json"
 
 
 def _key(question: str) -> str:
     """Questions are matched ignoring case and surrounding blanks (a model may re-type a sub-question)."""
     return " ".join(question.split()).casefold()
+
+
+def final_answer(text: str) -> bool:
+    """The main question's answer as the original reads its final step: false when the answer says "false" or
+    "not true", true otherwise (any answer text counts; one that says neither reads as true)."""
+    lowered = text.casefold()
+    return not ("false" in lowered or "not true" in lowered)
 
 
 class QA(BaseModel):
@@ -73,33 +85,44 @@ class StrategyQAState(BaseModel):
 
 
 class StrategyQAGoal(BaseModel):
-    """A question to answer: a sub-question, or the main question (then the answer is true or false)."""
+    """A question to answer."""
 
     model_config = ConfigDict(frozen=True)
 
     question: str
+    #: the main question (the problem's own goal, answered last with true or false); kept out of the JSON schema
+    #: because the TaskDecomposer writes sub-questions only
+    main: SkipJsonSchema[bool] = False
 
 
 class StrategyQAAnswer(BaseModel):
-    """An answer to one question; the main question's answer is "true" or "false"."""
+    """An answer to one question, with the careful reasoning that leads to it written first."""
 
     model_config = ConfigDict(frozen=True)
 
     question: str = Field(description="the question being answered, as written in the goal")
-    answer: str = Field(description="the answer; for the main question exactly 'true' or 'false'")
+    reasoning: str = Field(default="", max_length=2000,
+                           description="careful step-by-step thinking about the question before answering")
+    answer: str = Field(description="the answer; for the main question 'true' or 'false'")
 
 
 class StrategyQATask(Task[StrategyQAState, StrategyQAAnswer, StrategyQAGoal]):
-    """Ground truth, data and prompt rendering for StrategyQA."""
+    """Ground truth, data and prompt rendering for StrategyQA (one run per split, as the paper)."""
 
     name = "strategyqa"
     State = StrategyQAState
     Action = StrategyQAAnswer
     Goal = StrategyQAGoal
     default_modules = {"TaskDecomposer": "llm", "Actor": "llm", "Monitor": "llm", "Predictor": "off",
-                       "Evaluator": "off", "Orchestrator": "oracle"}
+                       "Evaluator": "off", "Orchestrator": "off"}
     default_search = False
-    default_subgoals = 3
+    default_subgoals = None
+    max_subgoals = MAX_SUBQUESTIONS
+    actions_per_goal = 1
+    unmonitored_final = True
+    #: the original's Actor/Monitor loop allows 5 answers per sub-question (then keeps the last), and each
+    #: sub-question's Actor prompt holds the earlier sub-questions and answers (our state), no move history
+    protocol = {"monitor_retries": 4, "actor_history": False}
 
     # -- data --------------------------------------------------------------------------------------------
     def splits(self) -> dict[str, str]:
@@ -118,34 +141,35 @@ class StrategyQATask(Task[StrategyQAState, StrategyQAAnswer, StrategyQAGoal]):
 
     # -- ground truth ------------------------------------------------------------------------------------------
     def check(self, state: StrategyQAState, action: StrategyQAAnswer, problem: Problem) -> Verdict:
+        """Well-formedness only: an answer names its question, says something, and answers a question once.
+        Any answer to the main question counts (the original reads every final reply, see ``final_answer``);
+        whether it is right is the metric, not a rule."""
         if not action.question.strip():
             return Verdict(valid=False, reason="the answer does not name the question it answers")
         if not action.answer.strip():
             return Verdict(valid=False, reason=f"the answer to {action.question!r} is empty")
         if state.answer_to(action.question) is not None:
             return Verdict(valid=False, reason=f"{action.question!r} has already been answered")
-        if _key(action.question) == _key(state.question) and _key(action.answer) not in ANSWERS:
-            return Verdict(valid=False, reason=f"the main question takes 'true' or 'false', not {action.answer!r}")
         return Verdict(valid=True)
 
     def apply(self, state: StrategyQAState, action: StrategyQAAnswer, problem: Problem) -> StrategyQAState:
-        answer = action.answer.strip()
-        if _key(action.question) == _key(state.question) and _key(answer) in ANSWERS:
-            answer = _key(answer)
-        return state.model_copy(update={"answered": (*state.answered, QA(question=action.question.strip(),
-                                                                           answer=answer))})
+        qa = QA(question=action.question.strip(), answer=action.answer.strip())
+        return state.model_copy(update={"answered": (*state.answered, qa)})
 
     def legal_actions(self, state: StrategyQAState, problem: Problem) -> list[StrategyQAAnswer]:
         """The answers the dataset supports: its facts for each open sub-question, its label for the question.
 
         Free-text answers are unbounded, so the enumerable actions are the dataset's own ones (the oracle Actor
-        picks among them); ``check`` accepts any well-formed answer.
+        picks among them); ``check`` accepts any well-formed answer. They are ground truth: a public problem
+        (``Problem.public()``, what a model may see) has none.
         """
-        facts = " ".join(f.strip() for f in problem.info["facts"])
-        actions = [StrategyQAAnswer(question=q, answer=facts) for q in problem.info["decomposition"][:-1]
+        if not problem.hidden:
+            return []
+        facts = " ".join(f.strip() for f in problem.hidden["facts"])
+        actions = [StrategyQAAnswer(question=q, answer=facts) for q in _sub_questions(problem)
                    if state.answer_to(q) is None]
         if state.answer_to(state.question) is None:
-            actions.append(StrategyQAAnswer(question=state.question, answer=str(problem.info["answer"]).lower()))
+            actions.append(StrategyQAAnswer(question=state.question, answer=str(problem.hidden["answer"]).lower()))
         return actions
 
     def satisfies(self, state: StrategyQAState, goal: StrategyQAGoal, problem: Problem) -> bool:
@@ -155,22 +179,17 @@ class StrategyQATask(Task[StrategyQAState, StrategyQAAnswer, StrategyQAGoal]):
         """The question answered last: a state on the oracle path stands for the sub-question it settled."""
         return StrategyQAGoal(question=state.answered[-1].question if state.answered else state.question)
 
-    def oracle_subgoals(self, state: StrategyQAState, goal: StrategyQAGoal, n_subgoals: int,
+    def oracle_subgoals(self, state: StrategyQAState, goal: StrategyQAGoal, n_subgoals: int | None,
                         problem: Problem) -> list[StrategyQAGoal]:
-        """The oracle TaskDecomposer: the dataset's decomposition, its last step (the question restated) left
-        out, at most ``n_subgoals`` of them; the goal itself when the decomposition has one step.
-
-        This is the task hook the core's oracle TaskDecomposer should prefer to its breadth-first default
-        (answering the main question directly is always the shortest path, so BFS finds no subgoals here).
-        """
-        steps = [StrategyQAGoal(question=q) for q in problem.info["decomposition"][:-1]
-                 if state.answer_to(q) is None]
-        return steps[:n_subgoals] or [goal]
+        """The oracle TaskDecomposer: the dataset's decomposition (all of it, or the first ``n_subgoals``), its
+        last step -- the question restated over the earlier answers -- left out, unless it is the only step."""
+        steps = [StrategyQAGoal(question=q) for q in _sub_questions(problem) if state.answer_to(q) is None]
+        return (steps[:n_subgoals] if n_subgoals else steps) or [goal]
 
     # -- scoring ---------------------------------------------------------------------------------------------
     def execute(self, problem: Problem, actions: Iterable[StrategyQAAnswer]) -> Execution:
-        """Accuracy, the paper's metric: ``solved`` means the recorded answer to the main question is the
-        dataset's label (invalid sub-answers are counted but do not decide it)."""
+        """Accuracy, the paper's metric: ``solved`` means the recorded answer to the main question, read as the
+        original reads it, is the dataset's label (invalid sub-answers are counted but do not decide it)."""
         actions = list(actions)
         state, steps = self.replay(problem, actions)
         final = state.answer_to(state.question)
@@ -178,7 +197,7 @@ class StrategyQATask(Task[StrategyQAState, StrategyQAAnswer, StrategyQAGoal]):
             n_actions=len(actions),
             n_invalid=sum(not s.valid for s in steps),
             goal_reached=final is not None,
-            solved=final is not None and ANSWERS[final] == problem.info["answer"],
+            solved=final is not None and final_answer(final) == problem.hidden["answer"],
             final_state=state.model_dump(mode="json"),
             steps=steps,
         )
@@ -188,18 +207,33 @@ class StrategyQATask(Task[StrategyQAState, StrategyQAAnswer, StrategyQAGoal]):
         return _description()
 
     def render_state(self, state: StrategyQAState) -> str:  # type: ignore[override]
-        lines = [f"Question: {state.question}"]
-        for i, qa in enumerate(state.answered, 1):
-            lines += [f"Sub-question {i}: {qa.question}", f"Answer: {qa.answer}"]
+        """The sub-questions answered so far -- what the original shows its Actor and Monitor; the main question
+        appears as the goal of the final step only (the original's sub-question prompts do not show it)."""
         if not state.answered:
-            lines.append("(no sub-question answered yet)")
-        return "\n".join(lines)
+            return "no sub-question answered yet"
+        lines, n = [], 0
+        for qa in state.answered:
+            if _key(qa.question) == _key(state.question):
+                lines.append(f"Main question: {qa.question}\nAnswer: {qa.answer}")
+            else:
+                n += 1
+                lines.append(f"Sub-question {n}: {qa.question}\nAnswer: {qa.answer}")
+        return "\n" + "\n".join(lines)
 
     def render_goal(self, goal: StrategyQAGoal) -> str:  # type: ignore[override]
+        if goal.main:
+            return f"{goal.question} (the main question: answer true or false)"
         return goal.question
 
     def render_action(self, action: StrategyQAAnswer) -> str:  # type: ignore[override]
+        """The question and the answer, without the reasoning: the original's Monitor sees the answer only."""
         return f"Answer to {action.question!r}: {action.answer}"
+
+
+def _sub_questions(problem: Problem) -> list[str]:
+    """The dataset's sub-questions: its decomposition without the last step, or the single step it has."""
+    steps = problem.hidden["decomposition"]
+    return steps[:-1] or steps
 
 
 def sample_indices(n: int, k: int = SAMPLE_SIZE, seed: int = SAMPLE_SEED) -> list[int]:
@@ -234,13 +268,12 @@ def _problem(raw: object, source: str, index: int) -> Problem:
                              f"{MAX_SUBQUESTIONS + 1} fit the TaskDecomposer's {MAX_SUBQUESTIONS} subgoals")
     try:
         start = StrategyQAState(question=question)
-        goal = StrategyQAGoal(question=question)
+        goal = StrategyQAGoal(question=question, main=True)
     except ValidationError as e:
         raise InvalidProblem(f"{where}: {e}") from None
     return Problem(task="strategyqa", id=qid, start=start.model_dump(), goal=goal.model_dump(),
-                   max_actions=N_ACTIONS, optimal_length=len(decomposition),
-                   info={"answer": answer, "facts": facts, "decomposition": decomposition,
-                         "term": raw.get("term", ""), "index": index})
+                   max_actions=N_ACTIONS, info={"index": index},
+                   hidden={"answer": answer, "facts": facts, "decomposition": decomposition})
 
 
 def load_problems(text: str, source: str) -> list[Problem]:

@@ -1,0 +1,133 @@
+"""``BaselineAgent``: one problem in, a scored plan out -- the baselines' counterpart of ``MAPAgent``.
+
+Same chat-model factory and prompt cache, same scoring (``task.execute`` on the full problem; the method sees
+``problem.public()`` only), same record shape as ``PlanResult.record()``, so the evaluation runner, its summary
+and the reports treat a baseline run like a MAP run.
+
+>>> from map_agent.baselines.agent import BaselineAgent
+>>> from map_agent.tasks import hanoi
+>>> result = BaselineAgent(hanoi.problem(7), "icl", backend="oracle").plan()
+>>> result.solved, result.invalid_moves, len(result.actions)
+(True, 0, 5)
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from langchain_core.caches import BaseCache
+from langchain_core.language_models import BaseChatModel
+from pydantic import BaseModel, ConfigDict, Field
+
+from map_agent.agent import Usage, _as_cache
+from map_agent.baselines import check_method, get_method
+from map_agent.baselines.base import Attempt, BaselineConfig
+from map_agent.config import MAPConfig
+from map_agent.llm import make_chat_model
+from map_agent.modules.base import CallRecord
+from map_agent.task import Execution, Problem, Task, get_task
+
+
+class BaselineResult(BaseModel):
+    """A finished baseline run, scored by the environment; ``record()`` matches ``PlanResult.record()``."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    task: str
+    problem_id: str
+    method: str
+    actions: list[Any]
+    solved: bool
+    goal_reached: bool
+    invalid_moves: int
+    status: str  # answered | no_plan
+    outcome: str
+    execution: Execution
+    metrics: dict[str, float | bool] = Field(default_factory=dict)
+    usage: Usage
+    failures: list[CallRecord]
+    calls: list[dict[str, Any]] = Field(default_factory=list)  # MAP module calls: a baseline makes none
+    phases: list[dict[str, Any]] = Field(default_factory=list)  # earlier phases' records (Task.phases)
+    config: BaselineConfig
+    detail: dict[str, Any] = Field(default_factory=dict)
+    thread_id: str
+    wall_seconds: float
+
+    def record(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json", exclude={"actions"})
+        data["plan"] = [a.model_dump(mode="json") for a in self.actions]
+        return data
+
+
+class BaselineAgent:
+    """Plan one problem with a baseline method (``zero-shot``, ``icl``, ``cot``, ``mad``, ``tot``).
+
+    ``llm`` is any LangChain chat model; otherwise ``backend`` builds one with ``make_chat_model`` ("oracle":
+    the scripted model that answers every request from the ground truth). ``config`` supplies the run index
+    (``seed``), ``parse_retries`` and an N override; ``settings`` override the method's paper settings.
+    """
+
+    def __init__(self, problem: Problem, method: str, *, llm: BaseChatModel | None = None, backend: str = "local",
+                 model: str | None = None, config: MAPConfig | None = None, settings: dict[str, Any] | None = None,
+                 cache: BaseCache | str | Path | bool | None = None, **backend_options: Any) -> None:
+        self.problem = problem
+        self.task: Task = get_task(problem.task)
+        check_method(self.task.name, method)
+        config = config or MAPConfig()
+        self.config = BaselineConfig(method=method, seed=config.seed, parse_retries=config.parse_retries,
+                                     max_actions=config.max_actions, settings=settings or {})
+        if llm is None:
+            if backend == "oracle":
+                from map_agent.baselines.oracle import BaselineOracleChatModel
+
+                llm = BaselineOracleChatModel()
+            else:
+                llm = make_chat_model(backend, model, cache=_as_cache(cache), **backend_options)
+        elif llm.cache is None and cache is not False:
+            llm.cache = _as_cache(cache)
+        self.llm = llm
+
+    def plan(self, thread_id: str | None = None) -> BaselineResult:
+        """Solve the problem; a task with several phases (``Task.phases``: CogEval's Detour and Reward
+        Revaluation) runs the method on each in turn, the next phase's prompt showing the previous answer's moves
+        (``info["history"]``), as the original appended its first reply; the last phase is scored."""
+        started = time.perf_counter()
+        thread_id = thread_id or uuid.uuid4().hex
+        results: list[BaselineResult] = []
+        records: list[CallRecord] = []
+        history: str | None = None
+        for k, phase in enumerate(self.task.phases(self.problem)):
+            if k:
+                phase = phase.model_copy(update={"info": {**phase.info, "history": history}})
+            attempt = get_method(self.config.method)(self.task, phase.public(), self.llm, self.config).solve()
+            records += attempt.records
+            results.append(self._result(phase, attempt, thread_id))
+            states = [self.task.State.model_validate(s) for s in attempt.predicted] or self._replayed(phase, attempt)
+            history = self.task.transcript(phase, attempt.actions, states)
+        return results[-1].model_copy(update={
+            "usage": Usage.from_records(records), "failures": [r for r in records if r.failed],
+            "phases": [r.record() for r in results[:-1]], "wall_seconds": time.perf_counter() - started})
+
+    def _result(self, problem: Problem, attempt: Attempt, thread_id: str) -> BaselineResult:
+        execution = self.task.execute(problem, attempt.actions)
+        return BaselineResult(
+            task=self.task.name, problem_id=problem.id, method=self.config.method, actions=attempt.actions,
+            solved=execution.solved, goal_reached=execution.goal_reached, invalid_moves=execution.n_invalid,
+            status=attempt.status, outcome="finished" if attempt.status == "answered" else "failed",
+            execution=execution, metrics=self.task.paper_metrics(problem, execution, attempt.predicted),
+            usage=Usage.from_records(attempt.records), failures=[r for r in attempt.records if r.failed],
+            config=self.config, detail=attempt.detail, thread_id=thread_id, wall_seconds=0.0)
+
+    def _replayed(self, problem: Problem, attempt: Attempt) -> list[BaseModel]:
+        """The states the environment passes through under the plan (for a transcript when the model wrote
+        none): an invalid move leaves the state where ``Task.after_invalid`` puts it."""
+        task = self.task
+        state, states = task.start(problem), []
+        for action in attempt.actions:
+            valid = task.check(state, action, problem).valid
+            state = task.apply(state, action, problem) if valid else task.after_invalid(state, action, problem)
+            states.append(state)
+        return states

@@ -1,0 +1,25 @@
+"""In-context learning: zero-shot plus the original's solved example problems (``examples.json``).
+
+The original (``toh/gpt4_icl_toh.py``, ``planbench/*/gpt4_*_plan_generation_icl.py``,
+``cogeval/gpt4_standard_icl_*.py``): one request at temperature 0, top-p 0. Its examples:
+
+* Hanoi: problems 3 and 22 (``toh/toh_two_shot_examples.py``: the optimal moves with the lists after each); on
+  split ``test4_icl4`` the four-disk problems 29 and 77 (``toh/gpt4_4diskicl_toh_icl_baseline.py``);
+* Mystery Blocksworld: PlanBench instances 1, 2, 3; Logistics: instances 1, 6, 7 (three solved problems each,
+  ``*_plan_generation_fewshot_examples.py``, plans only);
+* CogEval: Valuepath family, start rooms 1 and 6 (``valuepath_fewshot_examples.py``); Steppath, 9->4, 2->10 and
+  7->3 (``steppath_fewshot_examples.py``).
+
+An example whose start and goal are the problem's own is left out of that problem's prompt (the original showed
+it: PlanBench instances 2, 3 and 6, 7 are test instances; CogEval Detour and Reward Revaluation start from rooms 1
+and 6 too).
+"""
+
+from __future__ import annotations
+
+from map_agent.baselines.base import WholePlanMethod
+
+
+class ICL(WholePlanMethod):
+    name = "icl"
+    shots_file = "examples.json"
