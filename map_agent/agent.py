@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from map_agent.config import MAPConfig, Resolved
 from map_agent.graph.build import build_graph
+from map_agent.learned.adapters import ADAPTERS
 from map_agent.llm import DiskPromptCache, make_chat_model
 from map_agent.modules import CallRecord, Module, build_modules
 from map_agent.search.plan import OUTCOMES, Progress, Step
@@ -104,7 +105,9 @@ class MAPAgent:
     "openai": any OpenAI-compatible endpoint) or selects the symbolic oracles ("oracle"). Every chat-model call
     goes through the diskcache prompt cache (``cache``: a directory, a ``BaseCache``, ``None`` for the default
     directory, or ``False``). ``checkpointer`` (default: in memory) makes the run inspectable and resumable by
-    ``thread_id`` through ``agent.graph``.
+    ``thread_id`` through ``agent.graph``. A fine-tuned adapter plugs in as ``lora="adapter.gguf"`` (local
+    backend), or by the name of a shipped one, ``model="map-hanoi"``, which also selects the short prompts it was
+    trained on (``MAPConfig(prompts="ft")``).
     """
 
     def __init__(self, problem: Problem, *, llm: BaseChatModel | None = None, backend: str = "local",
@@ -114,7 +117,12 @@ class MAPAgent:
         self.problem = problem
         self.task: Task = get_task(problem.task)
         self.phases = self.task.phases(problem)
-        config = (config or MAPConfig()).for_backend("llm" if llm is not None else backend, self.task)
+        if "lora" in backend_options:  # the short name of the local backend's ``lora_path``
+            backend_options["lora_path"] = backend_options.pop("lora")
+        config = config or MAPConfig()
+        if llm is None and backend == "local" and model in ADAPTERS and config.prompts == "paper":
+            config = config.model_copy(update={"prompts": "ft"})  # a shipped adapter learnt the short prompts
+        config = config.for_backend("llm" if llm is not None else backend, self.task)
         self.config: Resolved = config.resolve(self.task, problem)
         if llm is None and "llm" in self.config.modules.values():
             llm = make_chat_model(backend, model, cache=_as_cache(cache), **backend_options)

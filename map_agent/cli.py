@@ -1,7 +1,7 @@
 """The ``map-agent`` command line.
 
     map-agent tasks [hanoi --ids]                     # tasks and their splits (a task's problem ids)
-    map-agent plan hanoi --problem 7 [--backend local|openai|oracle] [--model M]
+    map-agent plan hanoi --problem 7 [--backend local|openai|oracle] [--model M] [--checkpoint F [--thread-id T]]
     map-agent eval hanoi --split test3 --runs 5 --concurrency 4 [--run-id ID]
     map-agent eval maze-code --test-set 1             # the value-iteration code-generation evaluation
     map-agent eval text-to-pddl                       # the Planetarium text-to-PDDL evaluation
@@ -37,8 +37,9 @@ from rich.text import Text
 
 from map_agent.agent import MAPAgent
 from map_agent.baselines import ALL_METHODS, check_method
-from map_agent.config import DEVIATIONS, MAPConfig
+from map_agent.config import DEVIATIONS, Impl, MAPConfig
 from map_agent.eval.records import validation_message
+from map_agent.learned.adapters import ADAPTERS
 from map_agent.llm import BACKENDS
 from map_agent.llm.backends import DEFAULT_TIMEOUT, JSON_SCHEMA_FORMS, SetupError, check_endpoint, endpoint_url, redact
 from map_agent.task import MODULES, TASKS, get_task
@@ -129,6 +130,9 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-decomposer", action="store_true", help="ablation: pursue the final goal only")
     g.add_argument("--module", action="append", default=[], metavar="NAME=llm|oracle|off",
                    help=f"per-module implementation; modules: {', '.join(MODULES)}")
+    g.add_argument("--prompts", choices=["paper", "ft"],
+                   help="module prompts: the paper's (default), or 'ft', the short ones a fine-tuned adapter learnt "
+                        "(default with a shipped adapter, e.g. --model map-hanoi)")
     g.add_argument("--monitor-retries", type=int, help="extra Actor rounds after rejections (default 9: 10 rounds)")
     g.add_argument("--parse-retries", type=int, help="re-asks after an unparseable reply (default 9: 10 attempts)")
     _deviation_args(p.add_argument_group("differences from the original MAP code (default: the original's)"))
@@ -151,7 +155,7 @@ def _deviation_args(g: argparse._ArgumentGroup) -> None:
 
 def _config(args: argparse.Namespace) -> MAPConfig:
     modules: dict[str, str] = {}
-    impls = ("llm", "oracle", "off")
+    impls = get_args(Impl)
     for spec in args.module:
         name, _, impl = spec.partition("=")
         if name not in MODULES or impl not in impls:
@@ -164,8 +168,9 @@ def _config(args: argparse.Namespace) -> MAPConfig:
         modules["TaskDecomposer"] = "off"
     chosen = {f: getattr(args, f) for f in (*DEVIATIONS, "monitor_retries", "parse_retries")
               if getattr(args, f, None) is not None}
+    prompts = args.prompts or ("ft" if args.backend == "local" and args.model in ADAPTERS else "paper")
     return MAPConfig(branches=args.branches, layers=args.layers, max_actions=args.max_actions, search=args.search,
-                     n_subgoals=args.subgoals, modules=modules, **chosen)
+                     n_subgoals=args.subgoals, modules=modules, prompts=prompts, **chosen)
 
 
 def _agent_options(args: argparse.Namespace) -> dict[str, Any]:

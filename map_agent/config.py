@@ -18,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from map_agent.task import MODULES, Problem, Task
 
-Impl = Literal["llm", "oracle", "off"]
+Impl = Literal["llm", "oracle", "off", "learned"]
+#: modules with a learned implementation ("learned": ``map_agent.learned.critic``, trained per task)
+LEARNED_MODULES = ("Evaluator",)
 
 #: A deviation from the original code: field -> (the original's value, our alternative, why one would use it).
 DEVIATIONS: dict[str, tuple[Any, Any, str]] = {
@@ -36,6 +38,8 @@ DEVIATIONS: dict[str, tuple[Any, Any, str]] = {
     "reasoning": (True, False, "verdict-only JSON from Monitor, Evaluator and TaskDecomposer: fewer output tokens, "
                   "no reasoning before the verdict"),
     "actor_temperature": (0.0, 0.7, "the Actor samples: repeated runs explore different actions"),
+    "critic": ("off", "learned", "the Actor proposes again after a learned goal-conditioned critic names which of "
+               "its proposals look good or bad (Planning without Search): one more Actor call per round"),
 }
 
 
@@ -75,6 +79,8 @@ class MAPConfig(BaseModel):
     actor_history: bool = Field(default=True, description="the Actor's prompt carries the moves and states so far")
     reasoning: bool = Field(default=True,
                             description="Monitor, Evaluator and TaskDecomposer reason before their verdict")
+    critic: Literal["off", "learned"] = Field(
+        default="off", description="'learned': the task's learned critic comments on the Actor's draft proposals")
 
     def deviations(self) -> dict[str, Any]:
         """The named deviations from the original code this configuration turns on (recorded with every run)."""
@@ -85,14 +91,17 @@ class MAPConfig(BaseModel):
         unknown = set(self.modules) - set(MODULES)
         if unknown:
             raise ValueError(f"modules: unknown module(s) {sorted(unknown)}; known: {list(MODULES)}")
+        unlearned = sorted(m for m, impl in self.modules.items() if impl == "learned" and m not in LEARNED_MODULES)
+        if unlearned:
+            raise ValueError(f"modules: no learned implementation of {unlearned}; learned: {list(LEARNED_MODULES)}")
         return self
 
     def for_backend(self, backend: str, task: Task) -> MAPConfig:
-        """With the "oracle" backend every module that is not off runs as its symbolic oracle."""
+        """With the "oracle" backend every module that is neither off nor learned runs as its symbolic oracle."""
         if backend != "oracle":
             return self
-        modules = {m: "off" if self.modules.get(m, task.default_modules.get(m)) == "off" else "oracle"
-                   for m in MODULES}
+        modules = {m: impl if (impl := self.modules.get(m, task.default_modules.get(m))) in ("off", "learned")
+                   else "oracle" for m in MODULES}
         return self.model_copy(update={"modules": modules})
 
     def resolve(self, task: Task, problem: Problem) -> Resolved:
@@ -115,7 +124,7 @@ class MAPConfig(BaseModel):
             n_subgoals=self.n_subgoals or task.default_subgoals,
             **self.model_dump(include={"actor_temperature", "retry_temperature_step", "top_p", "seed",
                                        "on_all_rejected", "evaluator_fallback", "tie_break", "single_valid",
-                                       "final_goal_first", "actor_history", "prompts"}),
+                                       "final_goal_first", "actor_history", "prompts", "critic"}),
             examples=self.examples and self.prompts == "paper",
             reasoning=self.reasoning and self.prompts == "paper",
             deviations=self.deviations(),
@@ -148,6 +157,7 @@ class Resolved(BaseModel):
     final_goal_first: bool
     actor_history: bool
     reasoning: bool
+    critic: Literal["off", "learned"] = "off"
     deviations: dict[str, Any] = {}
 
     def actor_sample(self, round_: int) -> int:

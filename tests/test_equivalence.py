@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import sys
 import time
 from importlib import resources
 
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from map_agent.tools.equivalence import equivalence, static_facts
 from map_agent.tools.fully_specify import fully_specify, fully_specify_by_search
-from map_agent.tools.scene_graph import is_isomorphic, problem_graph, scene_graph
+from map_agent.tools.scene_graph import MAX_NODES, ProblemTooLarge, is_isomorphic, problem_graph, scene_graph
 from map_agent.tools.strips import Atom, Strips, reachable_states
 
 BLOCKS = resources.files("map_agent.tasks.planetarium").joinpath("blocksworld.pddl").read_text()
@@ -296,3 +297,42 @@ def test_agrees_with_brute_force(pair, placeholder):
 def test_fully_specify_matches_enumeration(pair):
     for problem in pair:
         assert fully_specify(problem) == fully_specify_by_search(problem)
+
+
+# ------------------------------------------------------------------------------------------- bounded work
+
+def _blocks(n: int) -> list[str]:
+    return [f"b{i}" for i in range(n)]
+
+
+def test_a_thousand_interchangeable_blocks_are_settled_at_once():
+    blocks = _blocks(1000)
+    table = towers_state([[b] for b in blocks])
+    started = time.perf_counter()
+    verdict = equivalence(bw(table, [("arm-empty",)], blocks), bw(table, [("arm-empty",)], blocks))
+    assert verdict.equivalent and time.perf_counter() - started < 30
+
+
+def test_the_search_needs_no_recursion(monkeypatch):
+    # a 300-block tower against its renaming, decided under a recursion limit far below its length
+    blocks = _blocks(300)
+    renamed = dict(zip(blocks, reversed(blocks), strict=True))
+    first = scene_graph({b: None for b in blocks}, towers_state([blocks]), "init")
+    second = scene_graph({b: None for b in blocks}, rename(towers_state([blocks]), renamed), "init")
+    other = scene_graph({b: None for b in blocks}, towers_state([blocks[:150], blocks[150:]]), "init")
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(150)
+    try:
+        assert is_isomorphic(first, second) and not is_isomorphic(first, other)
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def test_past_the_documented_size_the_answer_is_a_clear_too_large_error():
+    blocks = _blocks(MAX_NODES // 3 + 100)  # three nodes a block (object, on-table, clear)
+    huge = bw(towers_state([[b] for b in blocks]), [("arm-empty",)], blocks)
+    with pytest.raises(ProblemTooLarge, match=f"up to {MAX_NODES} nodes"):
+        equivalence(huge, huge)
+    tower = scene_graph({b: None for b in blocks[:200]}, towers_state([blocks[:200]]), "init")
+    with pytest.raises(ProblemTooLarge, match="work limit"):
+        is_isomorphic(tower, tower, max_work=100_000)

@@ -78,11 +78,10 @@ def test_tiny_training_run_exports_an_adapter_that_llama_cpp_applies(tmp_path, c
     assert summary["steps"] == 2 and summary["first_loss"] > 0 and (run / "adapter.gguf").stat().st_size > 10**6
     assert main(args) == 0  # resuming a finished run trains no further
     assert json.loads(capsys.readouterr().out)["steps"] == 2
-    from map_agent.modules.schemas import MonitorInput
-
     from map_agent.config import MAPConfig
     from map_agent.llm import make_chat_model
     from map_agent.modules import build_modules
+    from map_agent.modules.schemas import MonitorInput
 
     llm = make_chat_model("local", lora_path=str(run / "adapter.gguf"), threads=1, cache=False, max_tokens=48)
     problem = HANOI.problem(7)

@@ -9,6 +9,7 @@ Two checks, each able to fail (the last tests prove it):
 
 from __future__ import annotations
 
+import json
 import re
 from functools import cache
 
@@ -63,10 +64,10 @@ def inputs(task: Task, problem: Problem) -> dict[str, list[dict]]:
     }
 
 
-def module_prompts(task: Task, problem: Problem, config: MAPConfig = MAPConfig()) -> list[str]:
+def module_prompts(task: Task, problem: Problem) -> list[str]:
     """Every message of every module prompt for ``problem`` (all six modules, whether the task runs them)."""
     texts = []
-    resolved = config.resolve(task, problem)
+    resolved = MAPConfig().resolve(task, problem)
     for name in MODULES:
         variants = [None, "k2"] if name == "TaskDecomposer" else [None]
         for variant in variants:
@@ -151,6 +152,5 @@ def test_the_probes_catch_a_prompt_that_states_the_ground_truth(name):
     clean = prompts(task, problem)
     assert not leaks(task, problem, clean)
     stated = "\n".join(f"Goal: {k} = {v}" for k, v in problem.hidden.items())
-    import json
     stated += "\n" + json.dumps(problem.hidden)
     assert leaks(task, problem, [*clean, stated]), f"{name}: the probes miss a prompt stating {problem.hidden}"

@@ -419,3 +419,6 @@ def test_logistics_asks_the_task_decomposer_for_one_subgoal_and_mystery_blockswo
     assert "Give 1 subgoal(s)" in td.messages(inp)[-1].content
     mbw = MAPConfig().resolve(MBW, MBW.problem(2))
     assert mbw.modules["TaskDecomposer"] == "off" and mbw.modules["Evaluator"] == "off" and not mbw.search
+    # one run each (no search, temperature 0); the original Logistics Orchestrator checks the pursued goal only
+    assert LOG.default_runs("test") == MBW.default_runs("test") == 1
+    assert LOG.protocol == {"final_goal_first": False}

@@ -427,3 +427,16 @@ def test_the_weak_mode_still_denies_processes_sockets_and_the_callers_files(name
         run = run_script(code, limits=LIMITS.model_copy(update={"allow_weak_isolation": True}))
     assert run.isolation == "weak" and run.status == "denied", (run.status, run.error)
     assert list(ctx.outside.iterdir()) == [] and SECRET not in run.model_dump_json() and ctx.signals == []
+
+
+def test_the_weak_mode_keeps_its_limits_even_as_root(ctx, monkeypatch):
+    from map_agent.tools import sandbox
+
+    monkeypatch.setattr(sandbox, "isolation_problem", lambda: "namespaces switched off for this test")
+    code = ("import resource\ntry:\n    resource.setrlimit(resource.RLIMIT_AS, (-1, -1))\n"
+            "except (OSError, ValueError):\n    pass\nlimit = resource.getrlimit(resource.RLIMIT_AS)")
+    with pytest.warns(RuntimeWarning):
+        run = run_script(code, "__result__ = limit", LIMITS.model_copy(update={"allow_weak_isolation": True}))
+        bomb = run_script("x = bytearray(10 ** 11)", limits=LIMITS.model_copy(update={"allow_weak_isolation": True}))
+    assert run.result == [LIMITS.memory_mb << 20] * 2
+    assert bomb.status == "memory"

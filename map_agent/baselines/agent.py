@@ -30,6 +30,12 @@ from map_agent.llm import make_chat_model
 from map_agent.modules.base import CallRecord
 from map_agent.task import Execution, Problem, Task, get_task
 
+#: why a baseline stopped, as ``PlanResult.outcome`` explains MAP's ``status``
+OUTCOMES = {
+    "answered": "the model gave a plan; it is scored as written, its first N moves",
+    "no_plan": "no request got a usable reply (every one failed to parse or to reach the model)",
+}
+
 
 class BaselineResult(BaseModel):
     """A finished baseline run, scored by the environment; ``record()`` matches ``PlanResult.record()``."""
@@ -98,15 +104,14 @@ class BaselineAgent:
         thread_id = thread_id or uuid.uuid4().hex
         results: list[BaselineResult] = []
         records: list[CallRecord] = []
-        history: str | None = None
-        for k, phase in enumerate(self.task.phases(self.problem)):
-            if k:
-                phase = phase.model_copy(update={"info": {**phase.info, "history": history}})
+        previous: tuple[Problem, Attempt] | None = None
+        for phase in self.task.phases(self.problem):
+            if previous is not None:
+                phase = phase.model_copy(update={"info": {**phase.info, "history": self._transcript(*previous)}})
             attempt = get_method(self.config.method)(self.task, phase.public(), self.llm, self.config).solve()
             records += attempt.records
             results.append(self._result(phase, attempt, thread_id))
-            states = [self.task.State.model_validate(s) for s in attempt.predicted] or self._replayed(phase, attempt)
-            history = self.task.transcript(phase, attempt.actions, states)
+            previous = phase, attempt
         return results[-1].model_copy(update={
             "usage": Usage.from_records(records), "failures": [r for r in records if r.failed],
             "phases": [r.record() for r in results[:-1]], "wall_seconds": time.perf_counter() - started})
@@ -116,18 +121,20 @@ class BaselineAgent:
         return BaselineResult(
             task=self.task.name, problem_id=problem.id, method=self.config.method, actions=attempt.actions,
             solved=execution.solved, goal_reached=execution.goal_reached, invalid_moves=execution.n_invalid,
-            status=attempt.status, outcome="finished" if attempt.status == "answered" else "failed",
+            status=attempt.status, outcome=OUTCOMES[attempt.status],
             execution=execution, metrics=self.task.paper_metrics(problem, execution, attempt.predicted),
             usage=Usage.from_records(attempt.records), failures=[r for r in attempt.records if r.failed],
             config=self.config, detail=attempt.detail, thread_id=thread_id, wall_seconds=0.0)
 
-    def _replayed(self, problem: Problem, attempt: Attempt) -> list[BaseModel]:
-        """The states the environment passes through under the plan (for a transcript when the model wrote
-        none): an invalid move leaves the state where ``Task.after_invalid`` puts it."""
+    def _transcript(self, problem: Problem, attempt: Attempt) -> str:
+        """A phase's answer as the next phase sees it: its moves with the states the model wrote or, when it wrote
+        none, the states the environment passes through (an invalid move leaves it where ``after_invalid`` does)."""
         task = self.task
-        state, states = task.start(problem), []
-        for action in attempt.actions:
-            valid = task.check(state, action, problem).valid
-            state = task.apply(state, action, problem) if valid else task.after_invalid(state, action, problem)
-            states.append(state)
-        return states
+        states = [task.State.model_validate(s) for s in attempt.predicted]
+        if not states:
+            state = task.start(problem)
+            for action in attempt.actions:
+                valid = task.check(state, action, problem).valid
+                state = task.apply(state, action, problem) if valid else task.after_invalid(state, action, problem)
+                states.append(state)
+        return task.transcript(problem, attempt.actions, states)

@@ -115,6 +115,18 @@ class Attempt(BaseModel):
 # -- one request -----------------------------------------------------------------------------------------
 
 
+class Sampling(BaseModel):
+    """Sampling of a method's requests (the original's: temperature 0 and top-p 0 unless it says otherwise, and
+    its reply budget: 2000 tokens for a whole plan -- a four-disk plan with its states outgrows the factory's
+    default of 512 -- and 1000 for a tree-of-thoughts step)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    temperature: float = 0.0
+    top_p: float | None = 0.0
+    max_tokens: int = 2000
+
+
 class BaselineCall(LLMModule):
     """One baseline request through ``LLMModule``'s loop: retries on unparseable replies, network backoff,
     accounting and metadata; only the messages and the reply model are the baseline's.
@@ -127,16 +139,17 @@ class BaselineCall(LLMModule):
     request = ""
 
     def __init__(self, name: str, task: Task, problem: Problem, llm: BaseChatModel, reply: type[BaseModel],
-                 messages: list[BaseMessage], *, parse_retries: int, temperature: float, top_p: float | None,
-                 seed: int, network_attempts: int = 4) -> None:
+                 messages: list[BaseMessage], *, parse_retries: int, sampling: Sampling, seed: int,
+                 network_attempts: int = 4) -> None:
         self.name = name  # e.g. "tot.value": usage is reported per method and request kind
         self.task = task
         self.problem = problem.public()
         self.output_model = reply
         self.llm = llm
         self.parse_retries = parse_retries
-        self.temperature = temperature
-        self.top_p = top_p
+        self.temperature = sampling.temperature
+        self.top_p = sampling.top_p
+        self.max_tokens = sampling.max_tokens
         self.seed = seed
         self.network_attempts = network_attempts
         self.variant = None
@@ -148,14 +161,8 @@ class BaselineCall(LLMModule):
     def messages(self, inp: BaseModel) -> list[BaseMessage]:
         return list(self._prefix)
 
-
-class Sampling(BaseModel):
-    """Sampling of a method's requests (the original's: temperature 0 and top-p 0 unless it says otherwise)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    temperature: float = 0.0
-    top_p: float | None = 0.0
+    def invoke_kwargs(self, inp: BaseModel, attempt: int = 0) -> dict[str, Any]:
+        return {**super().invoke_kwargs(inp, attempt), "max_tokens": self.max_tokens}
 
 
 # -- methods -----------------------------------------------------------------------------------------------
@@ -200,8 +207,8 @@ class Method(ABC):
             raise ValueError(f"{self.name}: no chat model to ask")
         request = request or Request(kind=kind)
         call = BaselineCall(f"{self.name}.{kind}", self.task, self.problem, self.llm, reply, messages,
-                            parse_retries=self.config.parse_retries, temperature=sampling.temperature,
-                            top_p=sampling.top_p, seed=self.config.seed * 1000 + request.sample)
+                            parse_retries=self.config.parse_retries, sampling=sampling,
+                            seed=self.config.seed * 1000 + request.sample)
         result = call(request)
         self.records.append(result.record)
         return result
@@ -247,24 +254,27 @@ def system_message(task: Task, problem: Problem, instructions: str, reply: type[
     return SystemMessage("\n\n".join([task.describe(problem), instructions, schema_line(reply)]))
 
 
-def problem_text(task: Task, start: BaseModel, goal: BaseModel) -> str:
-    return f"Starting state: {task.render_state(start)}\nGoal: {task.render_goal(goal)}"
+def problem_text(task: Task, start: BaseModel, goal: BaseModel, label: str = "Starting state") -> str:
+    return f"{label}: {task.render_state(start)}\nGoal: {task.render_goal(goal)}"
 
 
 class Example(BaseModel):
     """An in-context problem of the original, as data: start, goal and the plan, each step with the state it
-    leads to and, for chain of thought, its reasoning."""
+    leads to and, for chain of thought, its reasoning. ``context`` marks an example from another environment than
+    the problem's (a transfer setting): it is shown before the example and the example is never the problem."""
 
     start: dict[str, Any]
     goal: dict[str, Any]
     steps: list[dict[str, Any]]
+    context: str = ""
 
 
 def examples(task: Task, problem: Problem, file: str) -> list[Example]:
     """The examples of ``file``; one whose start and goal are the problem's own is left out (the original's
     fixed examples include a few test instances, whose answer it would show)."""
     start, goal = canonical(task.start(problem)), canonical(task.goal(problem))
-    return [shot for shot, key in _examples(task.name, prompt_file(task, problem, file)) if key != (start, goal)]
+    return [shot for shot, key in _examples(task.name, prompt_file(task, problem, file))
+            if shot.context or key != (start, goal)]
 
 
 @cache
@@ -299,7 +309,8 @@ def _example_turn(task_name: str, shot_json: str, request: str, reply: type[Base
     task, shot = get_task(task_name), Example.model_validate_json(shot_json)
     text = problem_text(task, task.State.model_validate(shot.start), task.Goal.model_validate(shot.goal))
     answer = reply.model_validate({"steps": shot.steps})
-    return HumanMessage(f"{text}\n{request}"), AIMessage(answer.model_dump_json(exclude_none=True))
+    context = f"{shot.context.strip()}\n" if shot.context else ""
+    return HumanMessage(f"{context}{text}\n{request}"), AIMessage(answer.model_dump_json(exclude_none=True))
 
 
 def plan_request(task: Task, problem: Problem, file: str, max_actions: int) -> str:

@@ -8,7 +8,9 @@ The original (``toh/gpt4_icl_toh.py``, ``planbench/*/gpt4_*_plan_generation_icl.
 * Mystery Blocksworld: PlanBench instances 1, 2, 3; Logistics: instances 1, 6, 7 (three solved problems each,
   ``*_plan_generation_fewshot_examples.py``, plans only);
 * CogEval: Valuepath family, start rooms 1 and 6 (``valuepath_fewshot_examples.py``); Steppath, 9->4, 2->10 and
-  7->3 (``steppath_fewshot_examples.py``).
+  7->3 (``steppath_fewshot_examples.py``); the n7tree -> castle transfer split, n7tree's two solved problems
+  (``transfer expts/gpt4_n15star_valuepath_n7tree_coticl.py``: zones 1 and 3, rooms 0 and 1 here), marked as
+  from another environment.
 
 An example whose start and goal are the problem's own is left out of that problem's prompt (the original showed
 it: PlanBench instances 2, 3 and 6, 7 are test instances; CogEval Detour and Reward Revaluation start from rooms 1

@@ -93,7 +93,7 @@ class ToT(Method):
 
     @property
     def sampling(self) -> Sampling:
-        return Sampling(temperature=self.settings.temperature, top_p=self.settings.top_p)
+        return Sampling(temperature=self.settings.temperature, top_p=self.settings.top_p, max_tokens=1000)
 
     def solve(self) -> Attempt:
         return self._vote() if self.settings.search == "vote" else self._bfs()
@@ -126,10 +126,11 @@ class ToT(Method):
                                                       ValueReply)]
         for shot in examples(task, problem, "examples.json"):
             moves = "\n".join(self._step_text(s["action"], s.get("state")) for s in shot.steps)
-            text = problem_text(task, task.State.model_validate(shot.start), task.Goal.model_validate(shot.goal))
+            text = problem_text(task, task.State.model_validate(shot.start), task.Goal.model_validate(shot.goal),
+                                "Current state")
             messages += [HumanMessage(f"{text}\nHow many moves are still needed?"),
                          AIMessage(ValueReply(reasoning=moves, steps_to_goal=len(shot.steps)).model_dump_json())]
-        text = problem_text(task, state, task.goal(problem))
+        text = problem_text(task, state, task.goal(problem), "Current state")
         messages.append(HumanMessage(f"{text}\nHow many moves are still needed?"))
         return messages
 

@@ -88,7 +88,8 @@ def chat(messages: list[BaseMessage], reply: str) -> list[dict[str, str]]:
 
 def examples(task: Task, problem: Problem, *, seed: int = 0, noisy: int = 4,
              epsilon: float = 0.3) -> Iterator[dict[str, Any]]:
-    """Chat examples for one problem: ``{"module", "task", "problem", "messages"}``."""
+    """Chat examples for one problem: ``{"module", "task", "problem", "input", "messages"}`` (the last message is
+    the oracle's reply; ``input`` lets an evaluation ask the module the same question)."""
     rng = random.Random(f"{seed}|{task.name}|{problem.id}")
     resolved = FT_CONFIG.resolve(task, problem)
     llm = FakeListChatModel(responses=["{}"])  # only renders messages: never called
@@ -101,7 +102,8 @@ def examples(task: Task, problem: Problem, *, seed: int = 0, noisy: int = 4,
         messages = modules[module].messages(inp)
         reply = oracles[module].compute(inp)
         text = modules[module].output_model.model_validate(reply.model_dump()).model_dump_json()
-        record = {"module": module, "task": task.name, "problem": problem.id, "messages": chat(messages, text)}
+        record = {"module": module, "task": task.name, "problem": problem.id, "input": inp.model_dump(mode="json"),
+                  "messages": chat(messages, text)}
         fingerprint = json.dumps(record["messages"])
         if fingerprint not in seen:
             seen.add(fingerprint)

@@ -1,7 +1,7 @@
 """The six MAP modules, each a typed callable in an LLM and an oracle variant.
 
 ``build_modules`` binds them to a task, a problem and a configuration: per module an ``LLMModule`` on the chat
-model, the symbolic oracle, or nothing ("off").
+model, the symbolic oracle, a learned network ("learned": ``map_agent.learned.critic``), or nothing ("off").
 """
 
 from __future__ import annotations
@@ -35,6 +35,10 @@ def build_modules(task: Task, problem: Problem, config: Resolved,
     for name, impl in config.modules.items():
         if impl == "oracle":
             modules[name] = ORACLES[name](task, problem, reasoning=config.reasoning)
+        elif impl == "learned":  # the task's trained network (numpy inference); imported only when asked for
+            from map_agent.learned.critic import LEARNED_MODULES
+
+            modules[name] = LEARNED_MODULES[name](task, problem, reasoning=config.reasoning)
         elif impl == "llm":
             if llm is None:
                 raise ValueError(f"modules.{name} is 'llm' but no chat model was given")

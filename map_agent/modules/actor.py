@@ -25,6 +25,8 @@ class Actor(LLMModule):
         fields += [("Current state", self.task.render_state(inp.state)), ("Goal", self.task.render_goal(inp.goal))]
         if inp.feedback:
             fields.append(("Feedback on earlier proposals", " ".join(inp.feedback)))
+        if inp.critique:
+            fields.append(("A critic's view of your draft proposals", " ".join(inp.critique)))
         return fields
 
     def __init__(self, *args: Any, retry_temperature_step: float = 0.1, **kwargs: Any) -> None:

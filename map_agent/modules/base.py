@@ -26,7 +26,6 @@ from map_agent.llm.cache import CACHE_HIT, forget
 from map_agent.modules.schemas import INPUTS, output_model
 from map_agent.task import Problem, Task
 
-
 #: the prompt variant of fine-tuned models (``MAPConfig.prompts="ft"``)
 FINE_TUNED = "ft"
 

@@ -37,6 +37,8 @@ class ActorInput(_In):
     n_actions: int = Field(ge=1)
     feedback: tuple[str, ...] = ()
     history: tuple[str, ...] = Field(default=(), description="the moves and predicted states so far, in order")
+    critique: tuple[str, ...] = Field(default=(), description="a learned critic's notes on draft proposals "
+                                                              "(MAPConfig.critic)")
     sample: int = Field(default=0, ge=0, description="resample index: a new round gets a new sample")
 
 

@@ -61,6 +61,8 @@ def propose_action(ctx: Ctx, state: BaseModel, goal: BaseModel,
         inp = ActorInput(state=state, goal=goal, n_actions=cfg.branches, feedback=tuple(feedback), history=history,
                          sample=cfg.actor_sample(round_))
         proposal = ctx.get("Actor", key(state, goal, round_, *history), inp)
+        if proposal is not None and cfg.critic == "learned":
+            proposal = _revised(ctx, inp, proposal, key(state, goal, round_, "critique", *history))
         if proposal is None:
             return None
         pending = False
@@ -91,6 +93,19 @@ def propose_action(ctx: Ctx, state: BaseModel, goal: BaseModel,
     if len(valid) == 1 and cfg.single_valid == "duplicate":
         return valid * cfg.branches
     return valid[: cfg.branches]
+
+
+def _revised(ctx: Ctx, inp: ActorInput, draft: dict[str, Any], k: str) -> dict[str, Any] | None:
+    """The paper's natural-language critic ("Planning without Search"): the learned critic's notes on the draft
+    proposals (which look good, which look bad, and the estimated actions to the goal after each) go back to the
+    Actor, whose second answer is the round's proposal. A draft that failed is returned as it is."""
+    from map_agent.learned.critic import critic_for
+
+    actions = [ctx.task.Action.model_validate(raw) for raw in draft.get("actions") or []]
+    if not actions:
+        return draft
+    notes = critic_for(ctx.task.name).critique(inp.state, inp.goal, actions)
+    return ctx.get("Actor", k, inp.model_copy(update={"critique": notes}))
 
 
 def _unique(actions: list[BaseModel]) -> list[BaseModel]:

@@ -64,7 +64,9 @@ def equivalence(reference: Strips, candidate: Strips, *, is_placeholder: bool = 
     """Decide whether ``candidate`` is equivalent to ``reference`` (both grounded on the same domain).
 
     ``max_states`` bounds the reachable-state enumeration used only for domains without fullySpecify rules
-    (or ill-formed initial states); beyond it a RuntimeError is raised rather than a guess returned.
+    (or ill-formed initial states); beyond it a RuntimeError is raised rather than a guess returned, as is
+    :class:`~map_agent.tools.scene_graph.ProblemTooLarge` (a RuntimeError) for graphs past the isomorphism
+    search's documented size (about 1000-block towers, 1600 blocks in all).
     """
     goal_a, goal_b = _goal_of(reference, "reference"), _goal_of(candidate, "candidate")
     if len(reference.objects) != len(candidate.objects):

@@ -172,7 +172,10 @@ def parse_maze(grid: Sequence[Sequence[str]] | str, config: SymbolConfig, source
     goals: list[Position] = []
     for r, row in enumerate(grid):
         for c, cell in enumerate(row):
-            kind = known.get(cell.strip() if isinstance(cell, str) else cell)
+            if not isinstance(cell, str):
+                raise MazeError(f"{source}: the cell at row {r}, column {c} is {type(cell).__name__} {cell!r}, "
+                                "not a symbol (a string)")
+            kind = known.get(cell.strip())
             if kind is None:
                 raise MazeError(f"{source}: unknown symbol {cell!r} at row {r}, column {c}; known symbols: "
                                 + ", ".join(f"{s!r} ({k})" for s, k in known.items()))
@@ -242,10 +245,11 @@ def _move_targets(maze: Maze, actions: Sequence[Offset]) -> tuple[np.ndarray, li
     index[rows, cols] = np.arange(rows.size)
     targets = []
     for dr, dc in actions:
-        tr, tc = rows + dr, cols + dc
-        ok = (tr >= 0) & (tr < maze.height) & (tc >= 0) & (tc < maze.width)
         target = np.full(rows.size, -1, dtype=np.int64)
-        target[ok] = index[tr[ok], tc[ok]]
+        if abs(dr) < maze.height and abs(dc) < maze.width:  # a longer jump leaves the grid (and int64)
+            tr, tc = rows + dr, cols + dc
+            ok = (tr >= 0) & (tr < maze.height) & (tc >= 0) & (tc < maze.width)
+            target[ok] = index[tr[ok], tc[ok]]
         targets.append(target)
     return index, targets
 

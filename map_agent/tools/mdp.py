@@ -51,11 +51,15 @@ class MDP:
             bad = np.flatnonzero(np.abs(rows - 1.0) > 1e-9)
             if bad.size:
                 raise ValueError(f"MDP: transitions[{a}] row {bad[0]} sums to {rows[bad[0]]:.6g}, not 1")
+            if t.nnz and not np.isfinite(t.data).all():
+                raise ValueError(f"MDP: transitions[{a}] has a probability that is not a finite number")
             if t.nnz and t.data.min() < 0:
                 raise ValueError(f"MDP: transitions[{a}] has a negative probability")
         if self.rewards.shape != (len(self.transitions), n):
             expected = (len(self.transitions), n)
             raise ValueError(f"MDP: rewards has shape {self.rewards.shape}, expected {expected}")
+        if not np.isfinite(self.rewards).all():
+            raise ValueError("MDP: rewards must be finite numbers")
         if not 0.0 <= self.gamma < 1.0:
             raise ValueError(f"MDP: discount gamma={self.gamma} must lie in [0, 1) for value iteration to "
                              "converge")

@@ -18,9 +18,9 @@ hostile scripts). Five layers, all in place before the script's first line runs:
   the script is compiled): ``fork``, ``vfork``, ``execve``, ``clone`` without ``CLONE_THREAD``, ``socket``,
   ``ptrace``, ``io_uring``, ``unshare``/``setns``/``mount``, ``setsid`` and others (:data:`DENIED_SYSCALLS`) fail
   with ``EPERM``; threads still work. Syscalls of another ABI (``int 0x80``, x32) kill the process.
-* **Resource limits** (``setrlimit`` before ``exec``): CPU seconds, address space, largest file, open files, no
-  core dumps. A wall-clock deadline on the caller's side kills the whole process group; ``--die-with-parent`` and
-  the pid namespace make sure no process outlives the run.
+* **Resource limits** (hard ``setrlimit`` by the runner on itself, before the script exists): CPU seconds,
+  address space, largest file, open files, no core dumps. A wall-clock deadline on the caller's side kills the
+  whole process group; ``--die-with-parent`` and the pid namespace make sure no process outlives the run.
 * **A channel the script cannot redirect**: the caller owns the pipes. stdout and stderr are pipes whose tail is
   kept (``output_chars``); the result comes back as JSON on a third pipe, read up to ``result_mb`` and validated.
   No file the script could replace (by a FIFO, a symlink, ``/dev/zero``) is ever read back.
@@ -48,7 +48,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import resource
 import selectors
 import signal
 import subprocess
@@ -156,6 +155,9 @@ def _run(name, source, namespace):
 def _main():
     channel = int(sys.argv[1])
     payload = json.loads(sys.stdin.buffer.read())
+    import resource
+    for name, soft, hard in payload["rlimits"]:  # hard limits: the script cannot raise them again
+        resource.setrlimit(getattr(resource, name), (soft, hard))
     try:
         import numpy  # noqa: F401
     except ImportError:
@@ -259,6 +261,9 @@ def seccomp_program() -> bytes:
     # threads are clones with CLONE_THREAD; every other clone is a new process
     flt.add_rule(pyseccomp.ERRNO(errno.EPERM), "clone", pyseccomp.Arg(0, pyseccomp.MASKED_EQ, CLONE_THREAD, 0))
     flt.add_rule(pyseccomp.ERRNO(errno.ENOSYS), "clone3")  # flags hide in a struct: glibc falls back to clone
+    # the runner has set its limits; a script with CAP_SYS_RESOURCE (weak mode as root) must not lift them
+    flt.add_rule(pyseccomp.ERRNO(errno.EPERM), "setrlimit")
+    flt.add_rule(pyseccomp.ERRNO(errno.EPERM), "prlimit64", pyseccomp.Arg(2, pyseccomp.NE, 0))
     with tempfile.TemporaryFile() as f:
         flt.export_bpf(f)
         f.seek(0)
@@ -350,17 +355,12 @@ def run_script(code: str, epilogue: str = "__result__ = None", limits: SandboxLi
     return _execute(code, epilogue, limits, check_isolation(limits))
 
 
-def _limit(limits: SandboxLimits):
-    def apply() -> None:  # runs in the child between fork and exec
-        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 1))
-        memory = limits.memory_mb * MiB
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        size = limits.file_mb * MiB
-        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-    return apply
+def _rlimits(limits: SandboxLimits) -> list[tuple[str, int, int]]:
+    """The runner sets these on itself before the script exists (no ``preexec_fn``: safe with threads)."""
+    memory, size = limits.memory_mb * MiB, limits.file_mb * MiB
+    return [("RLIMIT_CPU", limits.cpu_s, limits.cpu_s + 1), ("RLIMIT_AS", memory, memory),
+            ("RLIMIT_FSIZE", size, size), ("RLIMIT_NOFILE", limits.open_files, limits.open_files),
+            ("RLIMIT_CORE", 0, 0)]
 
 
 def _execute(code: str, epilogue: str, limits: SandboxLimits, isolation: Isolation) -> SandboxResult:
@@ -374,7 +374,7 @@ def _execute(code: str, epilogue: str, limits: SandboxLimits, isolation: Isolati
         # as root, the sandbox's user is the host's root to the kernel's file checks (bwrap maps it so): only
         # Landlock keeps it from root-owned writable files it can see, such as /proc/sys
         payload = json.dumps({
-            "code": code, "epilogue": epilogue, "filter": program,
+            "code": code, "epilogue": epilogue, "filter": program, "rlimits": _rlimits(limits),
             "landlock": _landlock_rules(WORKDIR if isolation == "os" else os.path.realpath(cwd)),
             "landlock_required": isolation == "os" and os.geteuid() == 0,
         }).encode("utf-8", "surrogatepass")
@@ -384,8 +384,7 @@ def _execute(code: str, epilogue: str, limits: SandboxLimits, isolation: Isolati
             command = [_bwrap(), *_bwrap_args(limits), *command]
         try:
             proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, pass_fds=(result_w,), start_new_session=True,
-                                    preexec_fn=_limit(limits))
+                                    stderr=subprocess.PIPE, pass_fds=(result_w,), start_new_session=True)
         finally:
             os.close(result_w)
         try:

@@ -6,7 +6,8 @@ the ``predicate``, the argument ``position`` (0-based) and the ``scene`` (``"ini
 graph is the union of an initial and a goal scene over the same object nodes.
 
 Isomorphism (an edge- and type-preserving bijection) is decided by colour refinement with individualisation
-(see :func:`is_isomorphic`).
+(see :func:`is_isomorphic`), iteratively and within a work budget: past :data:`MAX_NODES` nodes or
+:data:`MAX_WORK` steps it raises :class:`ProblemTooLarge` instead of running for minutes or overflowing the stack.
 
 Example:
     >>> g = scene_graph({"a": None, "b": None}, [("on", "a", "b")], "init")
@@ -23,7 +24,8 @@ import networkx as nx
 
 from map_agent.tools.strips import Atom, format_atom
 
-__all__ = ["MAX_NODES", "MAX_WORK", "ProblemTooLarge", "is_isomorphic", "problem_graph", "scene_graph", "signature"]
+__all__ = ["MAX_NODES", "MAX_WORK", "ProblemTooLarge", "is_isomorphic", "problem_graph", "scene_graph",
+           "signature"]
 
 
 def scene_graph(objects: Mapping[str, str | None], atoms: Iterable[Atom], scene: str) -> nx.DiGraph:
@@ -61,8 +63,8 @@ def signature(graph: nx.DiGraph) -> tuple:
 #: largest graph (nodes, per side) whose isomorphism is decided: a Blocks World problem graph has about three
 #: nodes per block, so this is about 1600 blocks
 MAX_NODES = 5_000
-#: work budget of one decision, in node and edge visits of colour refinement (about 10 s of CPU); long chains
-#: need one refinement round per link, so a tower of ~700 blocks is about the most this settles
+#: work budget of one decision, in node and edge visits of colour refinement (10-20 s of CPU at most); a chain
+#: needs one refinement round per link, so a tower of about 1000 blocks is the longest this settles
 MAX_WORK = 30_000_000
 
 

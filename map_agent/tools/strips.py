@@ -104,22 +104,32 @@ def _parse_problem_cached(digest: str, text: str) -> Problem:
     return _parse(1, text, "<cached>", "problem")
 
 
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
+def _digest(text: str, source: str, kind: str) -> str:
+    """The cache key of a text, once it is known to be text (lone surrogates from undecodable bytes are not)."""
+    if not isinstance(text, str):
+        raise PDDLError(f"{source}: the PDDL {kind} must be text, not {type(text).__name__}")
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise PDDLError(f"{source}: the PDDL {kind} is not valid Unicode text ({exc.reason} at character "
+                        f"{exc.start}: the file is probably not UTF-8)") from None
+    return hashlib.sha256(data).hexdigest()
 
 
 def parse_domain_text(text: str, source: str = "<string>") -> Domain:
     """Parse a PDDL domain (cached by text hash); raise :class:`PDDLError` naming ``source`` on failure."""
+    digest = _digest(text, source, "domain")
     try:
-        return _parse_domain_cached(_digest(text), text)
+        return _parse_domain_cached(digest, text)
     except PDDLError as exc:
         raise PDDLError(str(exc).replace("<cached>", source, 1)) from None
 
 
 def parse_problem_text(text: str, source: str = "<string>") -> Problem:
     """Parse a PDDL problem (cached by text hash); raise :class:`PDDLError` naming ``source`` on failure."""
+    digest = _digest(text, source, "problem")
     try:
-        return _parse_problem_cached(_digest(text), text)
+        return _parse_problem_cached(digest, text)
     except PDDLError as exc:
         raise PDDLError(str(exc).replace("<cached>", source, 1)) from None
 
@@ -237,7 +247,12 @@ class Strips:
 
     @classmethod
     def from_pddl(cls, domain: Domain, problem: Problem, source: str = "<problem>") -> Strips:
-        """Build the model; raise :class:`PDDLError` for unsupported features or unknown names."""
+        """Build the model; raise :class:`PDDLError` for unsupported features, unknown names, or a problem
+        written for another domain (its ``(:domain ...)``)."""
+        wanted, actual = str(problem.domain_name).lower(), str(domain.name).lower()
+        if wanted != actual:
+            raise PDDLError(f"{source}: the problem is for domain {wanted!r} (its :domain), but the domain given "
+                            f"is {actual!r}")
         type_parents: dict[str, str | None] = {str(k).lower(): (str(v).lower() if v else None)
                                                for k, v in dict(domain.types).items()}
         objects: dict[str, str | None] = {}

@@ -16,8 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 from langchain_core.tools import StructuredTool, ToolException
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
+from map_agent.tools import argument_error
 from map_agent.tools.maze import FOUR_WAY, MazeError, SymbolConfig, greedy_path, parse_maze, solve_maze
 
 
@@ -42,8 +43,11 @@ def solve(maze: list[list[str]], agent: str = "A", goal: str = "G", wall: str = 
     """Solve the maze MDP by value iteration; return the value matrix, the greedy path and its moves."""
     try:
         config = SymbolConfig(name="tool", agent=agent, goal=goal, wall=wall, empty=empty,
-                              actions=tuple(tuple(a) for a in (actions or FOUR_WAY)), reward=reward)
+                              actions=tuple(tuple(a) for a in (FOUR_WAY if actions is None else actions)),
+                              reward=reward)
         parsed = parse_maze(maze, config, source="maze")
+    except ValidationError as e:  # the symbols or the action set
+        raise ToolException(argument_error(e)) from None
     except (MazeError, ValueError) as e:
         raise ToolException(str(e)) from None
     solution = solve_maze(parsed, config.actions, reward, gamma, slip)
@@ -67,4 +71,5 @@ value_iteration_tool = StructuredTool.from_function(
                  "cells and its moves."),
     args_schema=ValueIterationInput,
     handle_tool_error=True,
+    handle_validation_error=argument_error,
 )

@@ -1,0 +1,81 @@
+"""Module accuracy of the embedded model with and without a fine-tuned LoRA adapter, judged by the task's
+ground truth (the module diagnostics of ``map_agent.eval.diagnostics``), on distilled examples.
+
+Both models run through llama.cpp with the fine-tuning prompts (``MAPConfig(prompts="ft")``: one-line role, no
+in-context examples, verdict-only replies) and each module's JSON-schema grammar; the baseline in the same run is
+the same base model without the adapter. ``--part heldout`` asks about states the adapter never saw (Hanoi:
+four-disk problems, out of distribution); ``--part train`` measures how well it fits what it was trained on.
+
+    map-agent distill hanoi --split all3 --heldout test4 --out data/hanoi
+    python bench/bench_adapter.py --data data/hanoi --adapter map-hanoi --part heldout --per-module 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import time
+from pathlib import Path
+
+from map_agent.config import MAPConfig
+from map_agent.eval.diagnostics import SCORES, diagnose_calls, metrics
+from map_agent.learned.adapters import ADAPTERS, adapter_path
+from map_agent.llm import make_chat_model
+from map_agent.modules import build_modules
+from map_agent.modules.base import make_input
+from map_agent.task import MODULES, get_task
+
+
+def sample(folder: Path, module: str, k: int, seed: int) -> list[dict]:
+    lines = (folder / f"{module}.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in random.Random(f"{seed}|{module}").sample(lines, min(k, len(lines)))]
+
+
+def accuracy(lora: str | None, examples: dict[str, list[dict]], threads: int) -> dict:
+    llm = make_chat_model("local", lora_path=lora, threads=threads, cache=False, max_tokens=160)
+    out, started = {}, time.perf_counter()
+    for module, exs in examples.items():
+        tally = None
+        for ex in exs:
+            task = get_task(ex["task"])
+            problem = task.problem(ex["problem"])
+            config = MAPConfig(prompts="ft", modules=dict.fromkeys(MODULES, "llm"), n_subgoals=1)
+            built = build_modules(task, problem, config.resolve(task, problem), llm)[module]
+            result = built(make_input(module, task, ex["input"]))
+            call = {"module": module, "input": ex["input"], "failed": not result.ok,
+                    "output": result.output.model_dump(mode="json") if result.ok else None}
+            t = diagnose_calls(task, problem, [call])[module]
+            tally = t if tally is None else tally.merge(t)
+        out[module] = {"n": len(exs), SCORES[module]: metrics(module, tally)[SCORES[module]],
+                       **{k: v for k, v in metrics(module, tally).items() if k != SCORES[module]}}
+    out["seconds"] = round(time.perf_counter() - started, 1)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, required=True, help="a `map-agent distill --out` folder")
+    p.add_argument("--adapter", required=True, help=f"a GGUF adapter path or a shipped name ({', '.join(ADAPTERS)})")
+    p.add_argument("--part", choices=["heldout", "train"], default="heldout")
+    p.add_argument("--per-module", type=int, default=30)
+    p.add_argument("--modules", nargs="*", default=list(MODULES))
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    lora = str(adapter_path(args.adapter)) if args.adapter in ADAPTERS else args.adapter
+    examples = {m: sample(args.data / args.part, m, args.per_module, args.seed) for m in args.modules
+                if (args.data / args.part / f"{m}.jsonl").exists()}
+    report = {
+        "what": f"module accuracy on {args.part} examples ({json.loads((args.data / 'manifest.json').read_text())})",
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "threads": args.threads},
+        "baseline": accuracy(None, examples, args.threads),
+        "adapter": accuracy(lora, examples, args.threads),
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
