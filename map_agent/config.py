@@ -82,9 +82,17 @@ class MAPConfig(BaseModel):
     critic: Literal["off", "learned"] = Field(
         default="off", description="'learned': the task's learned critic comments on the Actor's draft proposals")
 
-    def deviations(self) -> dict[str, Any]:
-        """The named deviations from the original code this configuration turns on (recorded with every run)."""
-        return {f: getattr(self, f) for f, (original, _, _) in DEVIATIONS.items() if getattr(self, f) != original}
+    def deviations(self, task: Task | None = None) -> dict[str, Any]:
+        """The named deviations from the original code this configuration turns on (recorded with every run);
+        with a task, against that task's original script (``Task.protocol``)."""
+        chosen = self.for_task(task) if task is not None else self
+        originals = {f: original for f, (original, _, _) in DEVIATIONS.items()} | (task.protocol if task else {})
+        return {f: getattr(chosen, f) for f in DEVIATIONS if getattr(chosen, f) != originals[f]}
+
+    def for_task(self, task: Task) -> MAPConfig:
+        """The task's original settings (``Task.protocol``) for every field the user left at its default."""
+        update = {f: v for f, v in task.protocol.items() if f not in self.model_fields_set}
+        return self.model_copy(update=update) if update else self
 
     @model_validator(mode="after")
     def _known_modules(self) -> MAPConfig:
@@ -106,6 +114,11 @@ class MAPConfig(BaseModel):
 
     def resolve(self, task: Task, problem: Problem) -> Resolved:
         """Fill every default from the task and the problem, and check the combination makes sense."""
+        if task.protocol:
+            return self.for_task(task)._resolve(task, problem, self.deviations(task))
+        return self._resolve(task, problem, self.deviations())
+
+    def _resolve(self, task: Task, problem: Problem, deviations: dict[str, Any]) -> Resolved:
         impls = {m: self.modules.get(m, task.default_modules.get(m, "llm")) for m in MODULES}
         search = self.search if self.search is not None else problem.info.get("search", task.default_search)
         if impls["Actor"] == "off":
@@ -127,7 +140,7 @@ class MAPConfig(BaseModel):
                                        "final_goal_first", "actor_history", "prompts", "critic"}),
             examples=self.examples and self.prompts == "paper",
             reasoning=self.reasoning and self.prompts == "paper",
-            deviations=self.deviations(),
+            deviations=deviations,
         )
 
 

@@ -115,6 +115,11 @@ class Task(ABC, Generic[S, A, G]):
     actions_per_goal: ClassVar[int | None] = None
     #: the final goal's actions skip the Monitor (StrategyQA's final answer, as the original)
     unmonitored_final: ClassVar[bool] = False
+    #: where the original's script for this task differs from ``toh/gpt4_map_toh.py``: MAPConfig field -> the
+    #: original's value here (StrategyQA: 5 Actor/Monitor tries, no move history); applied unless the user sets it
+    protocol: ClassVar[dict[str, Any]] = {}
+    #: modules whose replies reason before their verdict in the original (a ``reasoning`` field first)
+    reasoning_modules: ClassVar[frozenset[str]] = frozenset({"TaskDecomposer", "Monitor", "Evaluator"})
 
     # -- data --------------------------------------------------------------------------------------------
     @abstractmethod

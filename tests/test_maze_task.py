@@ -6,7 +6,7 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 
 from map_agent.modules.base import make_input
-from map_agent.modules.schemas import output_model
+from map_agent.modules.schemas import outputs_for
 from map_agent.task import get_task, shortest_path
 from map_agent.tasks.maze import MARGIN, MazeMove, MazeState, to_problem
 from map_agent.tasks.maze.data import TRAINING_CONFIGS, load_test_set
@@ -85,7 +85,7 @@ def test_prompts_have_two_valid_examples_from_training_mazes(task, stem):
     assert len(shots) == 2
     test_grids = {json.dumps(q.grid) for k in range(1, 5) for q in load_test_set(k)}
     training_symbols = {(c.agent, c.goal, c.wall) for c in TRAINING_CONFIGS}
-    out_model = output_model(MODULES[stem], task.State, task.Action, task.Goal)
+    out_model = outputs_for(task)[MODULES[stem]]
     for shot in shots:
         make_input(MODULES[stem], task, shot["input"])
         out_model.model_validate(shot["output"])

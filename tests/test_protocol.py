@@ -104,3 +104,16 @@ def test_defaults_are_the_originals_and_every_deviation_is_named():
 @pytest.mark.parametrize("split, runs", [("test3", 5), ("test4", 1)])
 def test_default_runs_follow_the_paper(split, runs):
     assert TASK.default_runs(split) == runs
+
+
+def test_a_tasks_own_original_settings_apply_unless_the_user_sets_them():
+    from map_agent.task import get_task
+
+    sqa = get_task("strategyqa")
+    problem = sqa.problems("dev100")[0]
+    resolved = MAPConfig().resolve(sqa, problem)
+    # strategyQA/map_strategyqa.py: 5 Actor/Monitor tries, a fresh Actor conversation per sub-question
+    assert (resolved.monitor_retries, resolved.actor_history, resolved.deviations) == (4, False, {})
+    chosen = MAPConfig(monitor_retries=9, actor_history=True).resolve(sqa, problem)
+    assert (chosen.monitor_retries, chosen.deviations) == (9, {"actor_history": True})
+    assert MAPConfig().resolve(TASK, PROBLEM).monitor_retries == 9  # Hanoi: toh/gpt4_map_toh.py's 10 rounds

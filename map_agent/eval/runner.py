@@ -335,7 +335,7 @@ class Evaluation:
             "task": self.spec.task, "split": self.spec.split, "method": self.spec.method,
             "backend": self.spec.backend, "model": self.spec.model, "run_id": self.dir.name,
             # MAP's named differences from the original code (a baseline runs as the original's own script)
-            "deviations": self.spec.config.deviations() if self.spec.method == "map" else {},
+            "deviations": self.spec.config.deviations(get_task(self.spec.task)) if self.spec.method == "map" else {},
             **summarise(self.records(), self.spec.runs, earlier + time.perf_counter() - started),
             "code_version": code_version(),
         }

@@ -63,7 +63,9 @@ class Module(ABC):
     def __init__(self, task: Task, problem: Problem, *, reasoning: bool = True) -> None:
         self.task = task
         self.problem = problem
-        self.output_model = output_model(self.name, task.State, task.Action, task.Goal, reasoning)
+        # the module reasons before its verdict where the task's original does (``Task.reasoning_modules``)
+        self.output_model = output_model(self.name, task.State, task.Action, task.Goal,
+                                         reasoning and self.name in task.reasoning_modules)
 
     @abstractmethod
     def __call__(self, inp: BaseModel) -> ModuleResult: ...

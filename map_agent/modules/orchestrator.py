@@ -22,4 +22,6 @@ class OracleOrchestrator(OracleModule):
     name = "Orchestrator"
 
     def compute(self, inp: OrchestratorInput):
-        return self.output_model(achieved=self.task.satisfies(inp.state, inp.goal, self.problem))
+        achieved = self.task.satisfies(inp.state, inp.goal, self.problem)
+        return self.output_model.model_validate(
+            {"reasoning": "the goal test " + ("holds" if achieved else "fails"), "achieved": achieved})

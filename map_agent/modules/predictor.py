@@ -27,4 +27,4 @@ class OraclePredictor(OracleModule):
             nxt = self.task.apply(inp.state, inp.action, self.problem)
         except (ValueError, KeyError, IndexError):
             nxt = inp.state
-        return self.output_model(next_state=nxt)
+        return self.output_model.model_validate({"reasoning": "the environment's transition", "next_state": nxt})

@@ -104,6 +104,11 @@ class PredictorOutput(BaseModel, Generic[S]):
     next_state: S
 
 
+class PredictorReasoned(BaseModel, Generic[S]):
+    reasoning: str = REASONING
+    next_state: S
+
+
 #: the Evaluator's largest answer; also what an unreachable goal scores
 MAX_STEPS = 100
 
@@ -118,6 +123,11 @@ class EvaluatorOutput(BaseModel):
 
 
 class OrchestratorOutput(BaseModel):
+    achieved: bool
+
+
+class OrchestratorReasoned(BaseModel):
+    reasoning: str = REASONING
     achieved: bool
 
 
@@ -140,12 +150,14 @@ def output_model(module: str, state: type[BaseModel], action: type[BaseModel],
         "TaskDecomposer": (TaskDecomposerOutput if reasoning else TaskDecomposerPlan)[goal],  # type: ignore
         "Actor": ActorOutput[action],  # type: ignore[valid-type]
         "Monitor": MonitorOutput if reasoning else MonitorVerdict,
-        "Predictor": PredictorOutput[state],  # type: ignore[valid-type]
+        "Predictor": (PredictorReasoned if reasoning else PredictorOutput)[state],  # type: ignore[valid-type]
         "Evaluator": EvaluatorOutput if reasoning else EvaluatorVerdict,
-        "Orchestrator": OrchestratorOutput,
+        "Orchestrator": OrchestratorReasoned if reasoning else OrchestratorOutput,
     }[module]
 
 
 def outputs_for(task, reasoning: bool = True) -> dict[str, type[BaseModel]]:
-    """Output classes of every module for ``task``."""
-    return {m: output_model(m, task.State, task.Action, task.Goal, reasoning) for m in INPUTS}
+    """Output classes of every module for ``task`` (reasoning first in the modules that reason in the task's
+    original, ``Task.reasoning_modules``)."""
+    return {m: output_model(m, task.State, task.Action, task.Goal, reasoning and m in task.reasoning_modules)
+            for m in INPUTS}

@@ -57,6 +57,8 @@ class MysteryBlocksworldTask(PlanBenchTask):
     Goal = MysteryBlocksworldFacts
     default_modules = {"TaskDecomposer": "off", "Actor": "llm", "Monitor": "llm", "Predictor": "llm",
                        "Evaluator": "off", "Orchestrator": "llm"}
+    #: the original's Predictor and Orchestrator also reason before they answer
+    reasoning_modules = frozenset({"TaskDecomposer", "Monitor", "Evaluator", "Predictor", "Orchestrator"})
 
 
 class LogisticsTask(PlanBenchTask):
@@ -74,3 +76,5 @@ class LogisticsTask(PlanBenchTask):
                        "Evaluator": "off", "Orchestrator": "llm"}
     #: the original's Orchestrator checks the pursued goal only: the subgoal until it is reached, then the goal
     protocol = {"final_goal_first": False}
+    #: the original's Orchestrator reasons before it answers
+    reasoning_modules = frozenset({"TaskDecomposer", "Monitor", "Evaluator", "Orchestrator"})
