@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from map_agent.config import MAPConfig, Resolved
 from map_agent.graph.build import build_graph
-from map_agent.learned.adapters import ADAPTERS
+from map_agent.learned.adapters import ADAPTERS, adapter_config
 from map_agent.llm import DiskPromptCache, make_chat_model
 from map_agent.modules import CallRecord, Module, build_modules
 from map_agent.search.plan import OUTCOMES, Progress, Step
@@ -120,8 +120,8 @@ class MAPAgent:
         if "lora" in backend_options:  # the short name of the local backend's ``lora_path``
             backend_options["lora_path"] = backend_options.pop("lora")
         config = config or MAPConfig()
-        if llm is None and backend == "local" and model in ADAPTERS and config.prompts == "paper":
-            config = config.model_copy(update={"prompts": "ft"})  # a shipped adapter learnt the short prompts
+        if llm is None and backend == "local" and model in ADAPTERS:
+            config = adapter_config(model, config)  # a shipped adapter learnt the short prompts
         config = config.for_backend("llm" if llm is not None else backend, self.task)
         self.config: Resolved = config.resolve(self.task, problem)
         if llm is None and "llm" in self.config.modules.values():

@@ -39,7 +39,7 @@ from map_agent.agent import MAPAgent
 from map_agent.baselines import ALL_METHODS, check_method
 from map_agent.config import DEVIATIONS, Impl, MAPConfig
 from map_agent.eval.records import validation_message
-from map_agent.learned.adapters import ADAPTERS
+from map_agent.learned.adapters import ADAPTERS, adapter_config
 from map_agent.llm import BACKENDS
 from map_agent.llm.backends import DEFAULT_TIMEOUT, JSON_SCHEMA_FORMS, SetupError, check_endpoint, endpoint_url, redact
 from map_agent.task import MODULES, TASKS, get_task
@@ -56,6 +56,8 @@ COMMANDS = {
     "report": ("map_agent.eval.report:cli_main", "tables, figures and an HTML page from run directories"),
     "distill": ("map_agent.learned.cli:distill_main", "per-module training data from a task's oracles"),
     "train": ("map_agent.learned.cli:train_main", "LoRA-train the embedded model on distilled data (extra [train])"),
+    "train-critic": ("map_agent.learned.critic_train:main",
+                     "train a goal-conditioned critic (--module Evaluator=learned, --critic learned; extra [train])"),
 }
 
 #: progress, plans and errors go to stderr, results (JSON, listings) to stdout; piped output is not hard-wrapped
@@ -168,9 +170,12 @@ def _config(args: argparse.Namespace) -> MAPConfig:
         modules["TaskDecomposer"] = "off"
     chosen = {f: getattr(args, f) for f in (*DEVIATIONS, "monitor_retries", "parse_retries")
               if getattr(args, f, None) is not None}
-    prompts = args.prompts or ("ft" if args.backend == "local" and args.model in ADAPTERS else "paper")
-    return MAPConfig(branches=args.branches, layers=args.layers, max_actions=args.max_actions, search=args.search,
-                     n_subgoals=args.subgoals, modules=modules, prompts=prompts, **chosen)
+    if args.prompts:
+        chosen["prompts"] = args.prompts
+    config = MAPConfig(branches=args.branches, layers=args.layers, max_actions=args.max_actions, search=args.search,
+                       n_subgoals=args.subgoals, modules=modules, **chosen)
+    # a shipped adapter runs under the settings it was trained with, unless told otherwise
+    return adapter_config(args.model, config) if args.backend == "local" and args.model in ADAPTERS else config
 
 
 def _agent_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -207,6 +207,13 @@ class Task(ABC, Generic[S, A, G]):
         Predictor's states) or a stricter one (CogEval: optimal paths); averaged in ``summary.json``."""
         return {}
 
+    def visible_terminal(self, state: S, goal: G, problem: Problem) -> bool:
+        """Whether a method that sees only ``problem.public()`` stops searching at ``state``: the goal test it
+        can make without ground truth. By default ``satisfies`` (the goal is visible); a task whose goal is
+        hidden overrides it (CogEval's Valuepath: any chest room ends a path, as the original's tree of thoughts
+        stopped there). Search control flow uses this, never ``satisfies``, which may read ``problem.hidden``."""
+        return self.satisfies(state, goal, problem)
+
     def summarise_metrics(self, per_problem: list[dict[str, float | bool]]) -> dict[str, float]:
         """One run's ``paper_metrics`` over its problems: by default each one's mean (a yes/no one as a
         percentage); a task whose paper pools counts (moves over all problems) overrides it."""

@@ -153,6 +153,56 @@ def test_tot_keeps_the_papers_breadth_and_value_samples():
     assert (sqa.settings.search, sqa.settings.samples, sqa.settings.votes, sqa.settings.breadth) == ("vote", 5, 5, 1)
 
 
+@pytest.mark.parametrize("pid", ["valuepath-4", "steppath3-9-13", "steppath4-3-7", "detour-4"])
+def test_tot_solves_cogeval_with_a_perfect_model_and_the_originals_settings(pid):
+    task = get_task("cogeval")
+    problem = task.problem(pid)
+    result = BaselineAgent(problem, "tot", llm=BaselineOracleChatModel(), cache=False).plan()
+    assert result.solved and result.metrics["optimal"] and not result.failures
+    assert len(result.actions) == problem.optimal_length
+    assert (result.config.method, result.detail["solutions"] >= 1) == ("tot", True)
+    method = get_method("tot")(task, problem.public(), None, BaselineConfig(method="tot"))
+    settings = method.settings
+    assert (settings.breadth, settings.value_samples, settings.temperature, settings.step_limit) == (5, 3, 0.7, 6)
+
+
+def test_cogeval_tot_stops_at_any_chest_room_without_reading_the_hidden_target():
+    task = get_task("cogeval")
+    public = task.problem("valuepath-4").public()  # satisfies() on it raises: the target is hidden
+    goal = task.goal(public)
+    with pytest.raises(ValueError, match="ground truth"):
+        task.satisfies(task.State(room=8), goal, public)
+    terminal = {r for r in range(1, 16) if task.visible_terminal(task.State(room=r), goal, public)}
+    assert terminal == {8, 15}  # both chests: which one is the best is the model's to judge
+    steppath = task.problem("steppath3-9-13").public()
+    assert [r for r in range(1, 16)
+            if task.visible_terminal(task.State(room=r), task.goal(steppath), steppath)] == [13]
+
+
+def bad_cogeval(wrong_room: int):
+    """Well-formed ToT replies that head from room 4 to ``wrong_room`` and call it the goal."""
+    def script(module: str, inp: dict) -> str:
+        state = {"room": wrong_room, "collected": wrong_room if wrong_room in (8, 15) else None}
+        if inp["kind"] == "propose":
+            return json.dumps({"options": [{"action": {"room": wrong_room}, "state": state}]})
+        if inp["kind"] == "judge":
+            return json.dumps({"reasoning": "-", "verdict": "sure"})
+        return json.dumps({"reasoning": "-", "steps_to_goal": 0})
+    return script
+
+
+#: room 15: a valid move into the lesser chest, which ends the path; room 2: no door from room 4, and the model
+#: proposes it again at every step (the scoring walks into room 2, then "already in room 2"): 6 invalid moves
+@pytest.mark.parametrize(("wrong_room", "invalid"), [(15, 0), (2, 6)])
+def test_tot_on_cogeval_with_a_bad_model_fails_and_is_recorded(wrong_room, invalid):
+    problem = get_task("cogeval").problem("valuepath-4")  # room 4: doors to 7, 10, 13, 15; the best chest is 8
+    result = BaselineAgent(problem, "tot", llm=ScriptedChatModel(script=bad_cogeval(wrong_room)), cache=False).plan()
+    assert not result.solved and result.status == "answered" and result.invalid_moves == invalid
+    assert [a.room for a in result.actions][0] == wrong_room and not result.metrics["optimal"]
+    record = result.record()
+    assert record["usage"]["modules"]["tot.propose"]["model_calls"] >= 1 and record["detail"]["candidates"]
+
+
 def test_unparseable_values_count_as_the_originals_fallback():
     _, problem = problem_of("hanoi")
 
@@ -171,7 +221,7 @@ def test_a_method_the_paper_did_not_run_is_refused_with_the_list():
     with pytest.raises(ValueError, match=r"strategyqa: no method 'icl'; methods for strategyqa: map, cot, tot"):
         check_method("strategyqa", "icl")
     assert methods_for("maze") == ("map",)
-    assert "tot" not in methods_for("cogeval")
+    assert methods_for("cogeval") == ("map", "zero-shot", "icl", "cot", "mad", "tot")
     _, problem = problem_of("strategyqa")
     with pytest.raises(ValueError, match="no method 'mad'"):
         BaselineAgent(problem, "mad", llm=BaselineOracleChatModel())

@@ -90,3 +90,33 @@ def test_tiny_training_run_exports_an_adapter_that_llama_cpp_applies(tmp_path, c
     result = monitor(MonitorInput(state=HANOI.start(problem), action=HANOI.legal_actions(HANOI.start(problem),
                                                                                              problem)[0]))
     assert result.ok and isinstance(result.output.valid, bool)  # the adapted model answers in the module format
+
+
+def test_the_shipped_adapter_runs_under_the_settings_it_was_trained_with():
+    from map_agent.config import MAPConfig
+    from map_agent.learned.adapters import adapter_config, adapter_path, card
+
+    assert adapter_path("map-hanoi").stat().st_size > 10**6
+    info = card("map-hanoi")
+    assert info["data"]["manifest"]["heldout_split"] == "test4" and info["training"]["result"]["steps"] > 0
+    assert set(info["metrics"]["heldout_4disk"]) == set(LLM_MODULES)
+    config = adapter_config("map-hanoi", MAPConfig())
+    assert (config.prompts, config.actor_history) == ("ft", False)
+    assert adapter_config("map-hanoi", MAPConfig(actor_history=True)).actor_history is True  # the user's choice
+    with pytest.raises(KeyError, match="known: map-hanoi"):
+        adapter_path("nosuch")
+
+
+@pytest.mark.real_model
+def test_the_shipped_adapter_loads_offline_by_name_and_answers_in_format():
+    from map_agent import MAPAgent
+    from map_agent.config import MAPConfig
+
+    problem = HANOI.problem(7)
+    agent = MAPAgent(problem, backend="local", model="map-hanoi", threads=1, cache=False,
+                     config=MAPConfig(max_actions=1, monitor_retries=0, parse_retries=1, search=False,
+                                      modules={"TaskDecomposer": "off"}))
+    assert agent.config.prompts == "ft" and agent.llm.lora_path.endswith("map-hanoi.gguf")
+    result = agent.plan()
+    assert len(result.actions) <= 1 and result.usage.total.model_calls > 0
+    assert all(c["failed"] or c["output"] is not None for c in result.calls)

@@ -422,3 +422,71 @@ def test_logistics_asks_the_task_decomposer_for_one_subgoal_and_mystery_blockswo
     # one run each (no search, temperature 0); the original Logistics Orchestrator checks the pursued goal only
     assert LOG.default_runs("test") == MBW.default_runs("test") == 1
     assert LOG.protocol == {"final_goal_first": False}
+
+
+# -- in-context transfer (the paper's Blocksworld -> and Tower of Hanoi -> Mystery Blocksworld) ---------------------
+def test_transfer_splits_run_the_test_problems_with_another_problems_examples():
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+
+    from map_agent.modules import LLM_MODULES
+    from map_agent.modules.base import make_input
+
+    test = MBW.problems("test")
+    for source, marker in (("blocksworld", "unstack the blue block from on top of the orange block"),
+                           ("hanoi", "Move 2 from B to C.")):
+        problems = MBW.problems(f"transfer_{source}")
+        assert [p.id for p in problems] == [p.id for p in test]  # the original ran every instance
+        p = problems[3].public()
+        assert MBW.prompt_dir(p).name == f"transfer_{source}" and p.info["transfer"] == source
+        description = MBW.describe(p)
+        assert marker in description and description.index("Here is the task:") < description.index("Attack")
+        action = MBW.legal_actions(MBW.start(p), p)[0].model_dump()
+        raw = {"state": p.start, "goal": p.goal, "action": action, "n_actions": 1, "n_subgoals": 1}
+        for name, module in LLM_MODULES.items():
+            messages = module(MBW, p, FakeListChatModel(responses=["{}"])).messages(make_input(name, MBW, raw))
+            assert len(messages) == 2 and marker in messages[0].content, name  # no Mystery example of its own
+    assert "Here is the task:" not in MBW.describe(test[3])
+
+
+def test_a_blocksworld_example_is_left_out_of_the_prompt_of_its_mystery_twin():
+    """The original's three Blocksworld examples are PlanBench instances 1-3 under Blocksworld's names; instances 2
+    and 3 are test problems, whose prompt would otherwise show their own plan renamed."""
+    described = {pid: MBW.describe(MBW.problem(pid, "transfer_blocksworld").public()) for pid in ("2", "3", "4")}
+    assert {pid: text.count("\nExample ") for pid, text in described.items()} == {"2": 2, "3": 2, "4": 3}
+    assert "My goal is to have that the orange block is on top of the red block." not in described["2"]
+    assert "My goal is to have that the orange block is on top of the red block." in described["3"]
+
+
+def test_transfer_examples_are_checked_against_their_own_domain(monkeypatch):
+    from map_agent.tasks.planbench import transfer
+
+    good = transfer._raw()
+    for source, broken in (("blocksworld", {"plan": ["(unstack b c)", "(pick-up c)"]}),
+                           ("blocksworld", {"instance": "4"}),
+                           ("hanoi", {"plan": [{"disk": 1, "source": "A", "target": "B"}]})):
+        shot = {**good[source]["examples"][0], **broken}
+        raw = {**good, source: {**good[source], "examples": [shot]}}
+        monkeypatch.setattr(transfer, "_raw", lambda raw=raw: raw)
+        transfer.source_text.cache_clear()
+        with pytest.raises(InvalidProblem, match=f"{source} example 1"):
+            transfer.source_text(source, "10")
+    transfer.source_text.cache_clear()
+
+
+@pytest.mark.parametrize("method", ["icl", "cot"])
+def test_icl_and_cot_on_a_transfer_split_show_the_other_problems_examples_only(method):
+    from map_agent.baselines import get_method
+    from map_agent.baselines.agent import BaselineAgent
+    from map_agent.baselines.base import BaselineConfig
+
+    for source in ("blocksworld", "hanoi"):
+        p = MBW.problem("10", f"transfer_{source}")
+        messages = get_method(method)(MBW, p.public(), None, BaselineConfig(method=method)).first_prompts()[0]
+        assert len(messages) == 2  # system (with the source's examples) and the problem: no Mystery example turns
+        assert "Here is the task:" in messages[0].content
+        result = BaselineAgent(p, method, backend="oracle", cache=False).plan()
+        assert result.solved and result.record()["method"] == method
+
+
+def test_map_with_oracle_modules_solves_transfer_problems():
+    _solve_all(MBW, MBW.problems("transfer_blocksworld")[:2] + MBW.problems("transfer_hanoi")[:2])

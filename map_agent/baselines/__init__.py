@@ -3,7 +3,7 @@
 ``map-agent eval <task> --method zero-shot|icl|cot|mad|tot|map`` runs them through the same runner, chat-model
 factory, prompt cache, scoring and records as MAP. A method is a ``Method`` class (``base.py``) in its own file,
 registered below by lazy import path; ``PAPER_METHODS`` lists the baselines the paper ran on each task, and a
-method outside that list is refused with the list. CogEval runs four of the paper's five (no ToT, see below).
+method outside that list is refused with the list.
 
 >>> methods_for("strategyqa")
 ('map', 'cot', 'tot')
@@ -27,15 +27,14 @@ METHODS: dict[str, str] = {
     "tot": "map_agent.baselines.tot:ToT",
 }
 
-#: the baselines the MAP paper ran per task (its released code: toh/, planbench/, strategyQA/)
+#: the baselines the MAP paper ran per task (its released code: toh/, planbench/, strategyQA/, cogeval/)
 PAPER_METHODS: dict[str, tuple[str, ...]] = {
     "hanoi": ("zero-shot", "icl", "cot", "mad", "tot"),
     "mystery_blocksworld": ("zero-shot", "icl", "cot", "mad", "tot"),
     "logistics": ("zero-shot", "icl", "cot", "mad", "tot"),
     "strategyqa": ("cot", "tot"),
-    # the paper also ran ToT on CogEval; here it is missing: its search stops at "the goal", which Valuepath
-    # hides (the original stopped at any chest room, a rule this harness has no task hook for yet)
-    "cogeval": ("zero-shot", "icl", "cot", "mad"),
+    # ToT's search stops where Task.visible_terminal says: on Valuepath, whose goal hides its room, any chest room
+    "cogeval": ("zero-shot", "icl", "cot", "mad", "tot"),
 }
 
 #: every method name the CLI accepts ("map" is MAP itself)

@@ -13,11 +13,19 @@ Two forms, as in the original code:
   Temperature 0.7 for every request. A value reply that does not parse counts a random integer in
   ``Task.evaluator_fallback`` (Hanoi: 1..7 as the original) or, for PlanBench, 50 (``unparsed="impossible"``).
   Values are memoised per problem, as the original's ``value_cache``.
-  The plan scored is the first solution found (lowest value at the earliest step), else the lowest-valued path
+  The plan scored is the lowest-valued solution (the earliest found on a tie), else the lowest-valued path
   left; the original kept every candidate and averaged over them (all are in the record's ``detail``).
-  The goal test reads the model's predicted state against the visible goal. CogEval's ``cogeval/tot_*.py`` (same
-  breadth, samples and temperature, 6 steps) stopped at any chest room because Valuepath hides which one is the
-  goal; the task interface has no such visible test, so ToT does not run on CogEval here.
+  A path ends where ``Task.visible_terminal`` says so, read on the model's predicted state and the public
+  problem: the visible goal, or for CogEval's Valuepath family (whose goal hides its room) any chest room, as
+  ``cogeval/tot_valuepath.py``, ``tot_detour.py`` and ``tot_reward_reval.py`` stopped there; the judge then
+  decides whether it was the right one. The search never reads ground truth.
+  CogEval (``cogeval/tot_{valuepath,steppath,detour,reward_reval}.py``): ``breadth`` = 5, ``value_samples`` = 3,
+  temperature 0.7, ``step_limit`` = 6 steps; the propose and judge examples are the original's (rooms 1 and 6;
+  Valuepath 1->11->5->8 "sure", 7->1->2->5->8 "impossible"; Steppath 2->10 "sure", 11->6 "impossible"), the
+  value examples the ICL problems. The original ran 10 runs of Valuepath and Detour and 5 of Reward Revaluation and
+  of Steppath (the task's default for Steppath is 1: ``--runs 5``). Detour and Reward Revaluation run phase by
+  phase (``BaselineAgent``), the second phase with the change announced; the original's ToT scripts ran the
+  second phase only.
 * ``search="vote"`` -- StrategyQA (``strategyQA/tot_strategyqa.py``): two steps, a strategy then an answer; each
   step samples ``samples`` = 5 thoughts (temperature 1) from the best one so far, ``votes`` = 5 votes pick the
   most promising (``breadth`` = 1). The vote prompt here also shows the question (the original's omitted it).
@@ -76,6 +84,7 @@ class ToT(Method):
     paper_settings = {
         "hanoi": {"unparsed": "random"},
         "strategyqa": {"search": "vote", "breadth": 1, "temperature": 1.0},
+        "cogeval": {"step_limit": 6},
     }
 
     class Settings(BaseModel):
@@ -115,7 +124,7 @@ class ToT(Method):
         messages: list[BaseMessage] = [system_message(task, problem, request, reply)]
         for shot in examples_raw(task, problem, "tot_propose.examples.json"):
             shown = task.render_state(task.State.model_validate(shot["state"]))
-            messages += [HumanMessage(f"Current state: {shown}\nList every valid next move."),
+            messages += [HumanMessage(f"{context(shot)}Current state: {shown}\nList every valid next move."),
                          AIMessage(reply.model_validate({"options": shot["options"]}).model_dump_json())]
         messages.append(HumanMessage(f"Current state: {task.render_state(state)}\nList every valid next move."))
         return messages
@@ -128,7 +137,7 @@ class ToT(Method):
             moves = "\n".join(self._step_text(s["action"], s.get("state")) for s in shot.steps)
             text = problem_text(task, task.State.model_validate(shot.start), task.Goal.model_validate(shot.goal),
                                 "Current state")
-            messages += [HumanMessage(f"{text}\nHow many moves are still needed?"),
+            messages += [HumanMessage(f"{context(shot.model_dump())}{text}\nHow many moves are still needed?"),
                          AIMessage(ValueReply(reasoning=moves, steps_to_goal=len(shot.steps)).model_dump_json())]
         text = problem_text(task, state, task.goal(problem), "Current state")
         messages.append(HumanMessage(f"{text}\nHow many moves are still needed?"))
@@ -139,8 +148,8 @@ class ToT(Method):
         messages: list[BaseMessage] = [system_message(task, problem, read_prompt(task, problem, "tot_judge.md"),
                                                       JudgeReply)]
         for shot in examples_raw(task, problem, "tot_judge.examples.json"):
-            messages += [HumanMessage(self._judge_text(shot["start"], shot["goal"],
-                                                       [(s["action"], s.get("state")) for s in shot["steps"]])),
+            steps = [(s["action"], s.get("state")) for s in shot["steps"]]
+            messages += [HumanMessage(context(shot) + self._judge_text(shot["start"], shot["goal"], steps)),
                          AIMessage(JudgeReply(reasoning=shot["reasoning"], verdict=shot["verdict"]).model_dump_json())]
         messages.append(HumanMessage(self._judge_text(problem.start, problem.goal, moves)))
         return messages
@@ -162,7 +171,7 @@ class ToT(Method):
         rng = random.Random(self.config.seed)
         memo: dict[str, int] = {}
         frontier: list[list[tuple[dict, dict]]] = [[]]
-        solutions: list[list[tuple[dict, dict]]] = []
+        solutions: list[tuple[int, list[tuple[dict, dict]]]] = []
         steps = self.settings.step_limit or self.max_actions
         for step in range(steps):
             candidates: list[list[tuple[dict, dict]]] = []
@@ -180,11 +189,14 @@ class ToT(Method):
             order = sorted(range(len(candidates)), key=lambda i: values[i])[: self.settings.breadth]
             frontier = []
             for i in order:
-                reached = task.satisfies(task.State.model_validate(candidates[i][-1][1]), goal, problem)
-                (solutions if reached else frontier).append(candidates[i])
+                if task.visible_terminal(task.State.model_validate(candidates[i][-1][1]), goal, problem):
+                    solutions.append((values[i], candidates[i]))
+                else:
+                    frontier.append(candidates[i])
             if not frontier:
                 break
-        candidates = solutions + frontier
+        ranked = [path for _, path in sorted(solutions, key=lambda sv: sv[0])]  # stable: earliest on a tie
+        candidates = ranked + frontier
         if not candidates or not candidates[0]:
             return Attempt(records=self.records, status="no_plan", detail={"solutions": 0})
         best = candidates[0]
@@ -196,7 +208,7 @@ class ToT(Method):
                rng: random.Random) -> int:
         task, problem = self.task, self.problem
         state = task.State.model_validate(path[-1][1])
-        at_goal = task.satisfies(state, goal, problem)
+        at_goal = task.visible_terminal(state, goal, problem)
         key = json.dumps([at_goal, path if at_goal else path[-1][1]], sort_keys=True)
         if key in memo:
             return memo[key]
@@ -273,6 +285,11 @@ class ToT(Method):
             return Attempt(records=self.records, status="no_plan", detail={"strategy": strategy})
         return self.attempt([answers[best].action], strategy=strategy,
                             answers=[a.model_dump(mode="json") for a in answers])
+
+
+def context(shot: dict[str, Any]) -> str:
+    """The line that introduces an example from another environment than the problem's (a transfer setting)."""
+    return f"{shot['context'].strip()}\n" if shot.get("context") else ""
 
 
 def examples_raw(task: Task, problem: Problem, file: str) -> list[dict[str, Any]]:

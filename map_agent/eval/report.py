@@ -321,6 +321,7 @@ def cost_figure(runs: list[Run], out: Path) -> list[Path]:
     bottoms = [0.0] * len(runs)
     seen = {m for r in runs for m in r.summary["usage"]["modules"]}
     modules = [m for m in MODULES if m in seen] + sorted(seen - set(MODULES))  # baselines name their own calls
+    colour = [palette(2 * k % 20 + 2 * k // 20) for k in range(len(modules))]  # dark shades first, then light
     for k, module in enumerate(modules):
         sent, hits = [], []
         for r in runs:
@@ -329,9 +330,9 @@ def cost_figure(runs: list[Run], out: Path) -> list[Path]:
             sent.append(u.get("model_calls", 0) / n - hits[-1])
         if not any(sent) and not any(hits):
             continue
-        a1.bar(names, sent, bottom=bottoms, color=palette(k), label=module)
+        a1.bar(names, sent, bottom=bottoms, color=colour[k], label=module)
         bottoms = [b + s for b, s in zip(bottoms, sent, strict=True)]
-        a1.bar(names, hits, bottom=bottoms, color=palette(k), alpha=0.35, hatch="//", edgecolor="white")
+        a1.bar(names, hits, bottom=bottoms, color=colour[k], alpha=0.35, hatch="//", edgecolor="white")
         bottoms = [b + h for b, h in zip(bottoms, hits, strict=True)]
     a1.set_title("model calls per problem (hatched: cache hits)")
     if a1.get_legend_handles_labels()[0]:

@@ -62,7 +62,7 @@ class LlamaEmbedder:
         with LLAMA_LOCK:  # llama.cpp's output silencing is process-wide
             if self._model is None:
                 self._model = Llama(model_path=self.model_path, embedding=True, n_threads=self.threads,
-                                    n_threads_batch=self.threads, n_ctx=512, verbose=False)
+                                    n_threads_batch=self.threads, n_ctx=2048, verbose=False)
         return self._model
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
@@ -156,16 +156,12 @@ class Critic:
         zs = np.repeat(self._z([self.task.render_state(state)]), n, axis=0)
         zg = np.repeat(self._z([self.task.render_goal(goal)]), n, axis=0)
         za = self._z([self.task.render_action(a) for a in actions])
-        return _mlp(self.weights.q, np.concatenate([zs, za, zg, zs * zg], axis=1))[:, 0]
-
-    def steps_to_goal(self, state: BaseModel, goal: BaseModel) -> int:
-        """-V(s, g) as the Evaluator's answer: rounded and clipped to the schema's 0..MAX_STEPS."""
-        return steps(-float(self.values([state], [goal])[0]))
+        return _mlp(self.weights.q, np.concatenate([zs, za, zg, zs * zg, zs * za], axis=1))[:, 0]
 
     def critique(self, state: BaseModel, goal: BaseModel, actions: Sequence[BaseModel]) -> tuple[str, ...]:
         """The natural-language critic: per proposed action, whether it looks good or bad and why, in terms of
         the estimated actions to the goal after it (Q) against those from the current state (V)."""
-        actions = list(dict.fromkeys(actions))
+        actions = list({self.task.render_action(a): a for a in actions}.values())  # each proposal once
         if not actions:
             return ()
         now = -float(self.values([state], [goal])[0])
@@ -186,6 +182,7 @@ class Critic:
 
 
 def steps(value: float) -> int:
+    """An estimate of actions to go as the Evaluator's answer: rounded and clipped to the schema's 0..MAX_STEPS."""
     return 0 if math.isnan(value) else int(min(max(round(value), 0), MAX_STEPS))
 
 
@@ -193,7 +190,7 @@ def critic_path(name: str) -> Path:
     """The weights of a shipped critic, by name (a task's critic is named after the task)."""
     if name not in CRITICS:
         raise KeyError(f"no learned critic for {name!r}; shipped: {', '.join(sorted(CRITICS))} "
-                       f"(train one with map_agent.learned.critic_train)")
+                       f"(train one with: map-agent train-critic)")
     path = FOLDER / CRITICS[name]
     if not path.is_file():
         raise FileNotFoundError(f"learned critic {name!r}: {path} is missing from this installation")
@@ -231,11 +228,17 @@ class LearnedEvaluator(Module):
 
     def __call__(self, inp: BaseModel) -> ModuleResult:
         assert isinstance(inp, EvaluatorInput)
+        record = CallRecord(module=self.name)
         started = time.perf_counter()
-        value = float(self.critic.values([inp.state], [inp.goal])[0])
+        try:
+            value = float(self.critic.values([inp.state], [inp.goal])[0])
+        except Exception as e:  # as an LLM module's: a failed call is this step's failure, never the run's
+            record.failed, record.error = True, f"{type(e).__name__}: {e}"
+            return ModuleResult(output=None, record=record)
+        finally:
+            record.seconds = time.perf_counter() - started
         out = {"reasoning": f"the learned critic estimates V = {value:.2f}", "steps_to_goal": steps(-value)}
-        return ModuleResult(output=self.output_model.model_validate(out),
-                            record=CallRecord(module=self.name, seconds=time.perf_counter() - started))
+        return ModuleResult(output=self.output_model.model_validate(out), record=record)
 
 
 #: learned implementations of MAP modules (``MAPConfig.modules[name] = "learned"``)

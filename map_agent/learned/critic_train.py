@@ -12,7 +12,7 @@ Learning: IQL (Kostrikov et al.) as "Planning without Search" uses it -- ``Q`` r
 ``V`` approaches the best action's value without querying actions the data never took. torch comes from the
 ``[train]`` extra; the result is exported to numpy weights (``CriticWeights``).
 
-``python -m map_agent.learned.critic_train hanoi --split all3 --out map_agent/learned/critics/hanoi.npz``
+``map-agent train-critic hanoi --split all3 --out map_agent/learned/critics/hanoi.npz``
 trains and measures the shipped Hanoi critic (held out: 20% of the three-disk states as goals, and every
 four-disk state).
 """
@@ -34,6 +34,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from map_agent.learned.critic import Critic, CriticWeights, Embedder, default_embedder
+from map_agent.learned.train import TRAIN_EXTRA
 from map_agent.task import Problem, Task, canonical, get_task, shortest_path
 
 
@@ -41,7 +42,7 @@ class CriticConfig(BaseModel):
     """Data and optimisation settings of one critic (recorded in its card)."""
 
     heldout_goals: float = Field(default=0.2, ge=0, lt=1, description="fraction of states never used as goals")
-    oracle: int = Field(default=150, ge=0, description="optimal trajectories to random training goals")
+    oracle: int = Field(default=300, ge=0, description="optimal trajectories to random training goals")
     noisy: int = Field(default=150, ge=0, description="epsilon-greedy trajectories to random training goals")
     walks: int = Field(default=100, ge=0, description="random-walk trajectories")
     epsilon: float = Field(default=0.3, ge=0, le=1)
@@ -49,11 +50,11 @@ class CriticConfig(BaseModel):
     hindsight: int = Field(default=4, ge=0, description="future states used as goals per step")
     projection: int = Field(default=64, ge=4, description="width of the shared text projection")
     hidden: int = Field(default=256, ge=8)
-    steps: int = Field(default=3000, ge=1)
+    steps: int = Field(default=4000, ge=1)
     batch_size: int = Field(default=256, ge=8)
-    learning_rate: float = Field(default=1e-3, gt=0)
+    learning_rate: float = Field(default=3e-3, gt=0)
     expectile: float = Field(default=0.8, gt=0.5, lt=1, description="IQL's tau: V tracks this expectile of Q")
-    polyak: float = Field(default=0.01, gt=0, le=1, description="target-Q update rate")
+    polyak: float = Field(default=0.02, gt=0, le=1, description="target-Q update rate")
     seed: int = 0
 
 
@@ -185,7 +186,7 @@ def _torch():
     try:
         import torch
     except ImportError:
-        raise SystemExit("training a critic needs torch: pip install 'map-agent[train]'") from None
+        raise RuntimeError(f"training a critic needs torch, from the [train] extra: {TRAIN_EXTRA}") from None
     return torch
 
 
@@ -199,12 +200,12 @@ def build_net(dim: int, config: CriticConfig):
         def __init__(self) -> None:
             super().__init__()
             self.proj = nn.Linear(dim, p)
-            self.q = nn.Sequential(nn.Linear(4 * p, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, 1))
+            self.q = nn.Sequential(nn.Linear(5 * p, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, 1))
             self.v = nn.Sequential(nn.Linear(3 * p, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, 1))
 
         def q_of(self, s, a, g):
             zs, za, zg = self.proj(s), self.proj(a), self.proj(g)
-            return self.q(torch.cat([zs, za, zg, zs * zg], dim=1))[:, 0]
+            return self.q(torch.cat([zs, za, zg, zs * zg, zs * za], dim=1))[:, 0]
 
         def v_of(self, s, g):
             zs, zg = self.proj(s), self.proj(g)
@@ -371,7 +372,7 @@ def evaluate_hanoi(critic: Critic, task: Task, heldout_goal_texts: list[str], se
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m map_agent.learned.critic_train",
+    p = argparse.ArgumentParser(prog="map-agent train-critic",
                                 description="Train a goal-conditioned critic (IQL over llama.cpp embeddings) on a "
                                             "task's trajectories; write weights (.npz) and a JSON card.")
     p.add_argument("task")

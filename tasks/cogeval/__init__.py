@@ -230,6 +230,14 @@ class CogEvalTask(Task[Room, Move, Target]):
     def as_goal(self, state: Room) -> Target:
         return Target(room=state.room)
 
+    def visible_terminal(self, state: Room, goal: Target, problem: Problem) -> bool:
+        """Where a search on the public problem stops: a goal that names its room (Steppath) at that room; a
+        Valuepath-family goal, which hides its room, at any room holding a chest (entering one collects it and
+        ends the collecting), as the original's tree-of-thoughts scripts stopped at either chest."""
+        if goal.room is not None:
+            return state.room == goal.room
+        return state.room in graph_of(problem).rewards
+
     # -- scoring ---------------------------------------------------------------------------------------------
     def after_invalid(self, state: Room, action: Move, problem: Problem) -> Room:
         """MAP's scoring walks the plan through the rooms it names: a move along a missing door still moves."""

@@ -8,7 +8,9 @@ N = optimal plan length + 4, never shown to a model. The optimal lengths come fr
 (``optimal_lengths.py``) and, with PlanBench's ground-truth plans, are ground truth: ``Problem.hidden`` and
 ``optimal_length``, never rendered. The environment (``environment``) is the PDDL model of
 ``map_agent.tools.strips``; prompts render it in PlanBench's own sentences (``language``), and the in-context
-examples are the original's (``prompts/<domain>/*.examples.json`` name their source).
+examples are the original's (``prompts/<domain>/*.examples.json`` name their source). Mystery Blocksworld's
+``transfer_blocksworld`` and ``transfer_hanoi`` splits run the test instances with Blocksworld's or the Tower of
+Hanoi's examples instead (the paper's in-context transfer experiments; ``transfer``).
 
 >>> task = MysteryBlocksworldTask()
 >>> p = task.problem(2)
@@ -19,6 +21,7 @@ examples are the original's (``prompts/<domain>/*.examples.json`` name their sou
 from __future__ import annotations
 
 from map_agent.tasks.planbench.environment import EXTRA_ACTIONS, PlanBenchTask, _Action, _Facts
+from map_agent.tasks.planbench.transfer import SOURCES
 
 __all__ = ["EXTRA_ACTIONS", "LogisticsTask", "MysteryBlocksworldTask", "PlanBenchTask"]
 
@@ -59,6 +62,8 @@ class MysteryBlocksworldTask(PlanBenchTask):
                        "Evaluator": "off", "Orchestrator": "llm"}
     #: the original's Predictor and Orchestrator also reason before they answer
     reasoning_modules = frozenset({"TaskDecomposer", "Monitor", "Evaluator", "Predictor", "Orchestrator"})
+    #: the paper's transfer experiments: Blocksworld's and the Tower of Hanoi's examples instead of this domain's
+    transfer_sources = SOURCES
 
 
 class LogisticsTask(PlanBenchTask):

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from map_agent.task import Execution, InvalidProblem, Problem, Task, Verdict
 from map_agent.tasks.planbench.language import Language
 from map_agent.tasks.planbench.planner import BFS_STATES, optimal_plan
+from map_agent.tasks.planbench.transfer import source_text
 from map_agent.tools.strips import Atom, GroundAction, PDDLError, Strips, format_atom, parse_atom, validate
 
 #: N = optimal plan length + 4: the MAP paper's text (Methods) and its code, whose
@@ -127,12 +128,17 @@ class PlanBenchTask(Task):
     ICL_ID: ClassVar[str] = ICL_INSTANCE
     #: states breadth-first search may visit before the planner hands over to Fast Downward (0: straight there)
     bfs_states: ClassVar[int] = BFS_STATES
+    #: the paper's in-context transfer sources for this domain (``transfer.SOURCES``): split ``transfer_<source>``
+    #: runs the test problems with that source's examples (prompt set ``prompts/<task>/transfer_<source>/``)
+    transfer_sources: ClassVar[tuple[str, ...]] = ()
 
     # -- data --------------------------------------------------------------------------------------------
     def splits(self) -> dict[str, str]:
         return {
             "test": "PlanBench's plan-generation instances (task_1_plan_generation.json), in its order",
             "icl": f"instance {self.ICL_ID}, PlanBench's one-shot example, not a test instance",
+            **{f"transfer_{source}": f"the test instances with in-context examples from {source} instead "
+                                     f"(the paper's transfer experiment)" for source in self.transfer_sources},
         }
 
     def problems(self, split: str) -> list[Problem]:
@@ -140,6 +146,11 @@ class PlanBenchTask(Task):
             return list(_problems(self.domain, self.name))
         if split == "icl":
             return [_problem(self.domain, self.name, self.ICL_ID, [], None)]
+        source = split.removeprefix("transfer_")
+        if source in self.transfer_sources:
+            # the same problems (and ids) as the test split; only the prompts' examples differ
+            return [p.model_copy(update={"info": {**p.info, "transfer": source, "prompt_set": split}})
+                    for p in _problems(self.domain, self.name)]
         raise KeyError(f"{self.name}: unknown split {split!r}; known: {', '.join(self.splits())}")
 
     def problem(self, problem_id: str | int, split: str | None = None) -> Problem:
@@ -271,7 +282,18 @@ class PlanBenchTask(Task):
 
     # -- how it reads in a prompt ------------------------------------------------------------------------------
     def describe(self, problem: Problem) -> str:
-        return _description(self.domain, self.name)
+        """PlanBench's domain text and the task's notes; in a transfer split, led by the source problem's rules
+        and worked examples (``transfer.source_text``), as the original's transfer prompts were."""
+        text = _description(self.domain, self.name)
+        source = problem.info.get("transfer")
+        return f"{source_text(source, problem.info['instance'])}\n\n{text}" if source else text
+
+    def prompt_dir(self, problem: Problem | None = None) -> Path:
+        """``prompts/<task>/``, or the problem's prompt set (``info["prompt_set"]``: ``transfer_<source>``, whose
+        module prompts have no examples of this domain)."""
+        root = super().prompt_dir()
+        prompt_set = problem.info.get("prompt_set") if problem is not None else None
+        return root / prompt_set if prompt_set else root
 
     def render_state(self, state: _Facts) -> str:  # type: ignore[override]
         return f"As initial conditions I have that, {self.language.facts(list(state.atoms()))}."

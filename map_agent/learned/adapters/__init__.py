@@ -27,6 +27,13 @@ def adapter_path(name: str) -> Path:
     return path
 
 
+def adapter_config(name: str, config: Any) -> Any:
+    """``config`` (a ``MAPConfig``) with the settings the adapter was trained under (its card's ``config``: the
+    short prompts, no move history) for every field the user did not set."""
+    trained = card(name).get("config", {"prompts": "ft"})
+    return config.model_copy(update={k: v for k, v in trained.items() if k not in config.model_fields_set})
+
+
 def card(name: str) -> dict[str, Any]:
     """What the adapter was trained on and how it measured (its JSON card)."""
     return json.loads(adapter_path(name).with_suffix(".json").read_text(encoding="utf-8"))
