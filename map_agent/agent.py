@@ -66,8 +66,8 @@ class Usage(BaseModel):
         return usage
 
 
-class PlanResult(BaseModel):
-    """A finished MAP run, scored by the environment (not by the Orchestrator)."""
+class ScoredPlan(BaseModel):
+    """A finished run of any method (MAP or a baseline), scored by the environment: what every record holds."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -77,17 +77,14 @@ class PlanResult(BaseModel):
     solved: bool  # the paper's "% solved": goal reached within N with zero invalid moves
     goal_reached: bool
     invalid_moves: int
-    status: str  # goal | budget | stuck: why planning stopped
+    status: str  # why planning stopped (the method's own vocabulary)
     outcome: str
-    subgoals: list[dict[str, Any]]
-    steps: list[Step]
     execution: Execution
     metrics: dict[str, float | bool] = Field(default_factory=dict)  # Task.paper_metrics: the original's scores
     usage: Usage
-    failures: list[CallRecord]  # module calls that failed (unparseable replies, network errors)
+    failures: list[CallRecord]  # calls that failed (unparseable replies, network errors)
     calls: list[dict[str, Any]] = Field(default_factory=list)  # every module call: module, input, output, failure
     phases: list[dict[str, Any]] = Field(default_factory=list)  # earlier phases' records (Task.phases)
-    config: Resolved
     thread_id: str
     wall_seconds: float
 
@@ -96,6 +93,15 @@ class PlanResult(BaseModel):
         data = self.model_dump(mode="json", exclude={"actions"})
         data["plan"] = [a.model_dump(mode="json") for a in self.actions]
         return data
+
+
+class PlanResult(ScoredPlan):
+    """A finished MAP run, scored by the environment (not by the Orchestrator); ``status`` is goal | budget |
+    stuck."""
+
+    subgoals: list[dict[str, Any]]
+    steps: list[Step]
+    config: Resolved
 
 
 class MAPAgent:

@@ -20,15 +20,15 @@ from typing import Any
 
 from langchain_core.caches import BaseCache
 from langchain_core.language_models import BaseChatModel
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from map_agent.agent import Usage, _as_cache
+from map_agent.agent import ScoredPlan, Usage, _as_cache
 from map_agent.baselines import check_method, get_method
 from map_agent.baselines.base import Attempt, BaselineConfig
 from map_agent.config import MAPConfig
 from map_agent.llm import make_chat_model
 from map_agent.modules.base import CallRecord
-from map_agent.task import Execution, Problem, Task, get_task
+from map_agent.task import Problem, Task, get_task
 
 #: why a baseline stopped, as ``PlanResult.outcome`` explains MAP's ``status``
 OUTCOMES = {
@@ -37,35 +37,13 @@ OUTCOMES = {
 }
 
 
-class BaselineResult(BaseModel):
-    """A finished baseline run, scored by the environment; ``record()`` matches ``PlanResult.record()``."""
+class BaselineResult(ScoredPlan):
+    """A finished baseline run, scored by the environment; ``status`` is answered | no_plan and ``calls`` is
+    empty (a baseline makes no MAP module call)."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    task: str
-    problem_id: str
     method: str
-    actions: list[Any]
-    solved: bool
-    goal_reached: bool
-    invalid_moves: int
-    status: str  # answered | no_plan
-    outcome: str
-    execution: Execution
-    metrics: dict[str, float | bool] = Field(default_factory=dict)
-    usage: Usage
-    failures: list[CallRecord]
-    calls: list[dict[str, Any]] = Field(default_factory=list)  # MAP module calls: a baseline makes none
-    phases: list[dict[str, Any]] = Field(default_factory=list)  # earlier phases' records (Task.phases)
     config: BaselineConfig
     detail: dict[str, Any] = Field(default_factory=dict)
-    thread_id: str
-    wall_seconds: float
-
-    def record(self) -> dict[str, Any]:
-        data = self.model_dump(mode="json", exclude={"actions"})
-        data["plan"] = [a.model_dump(mode="json") for a in self.actions]
-        return data
 
 
 class BaselineAgent:

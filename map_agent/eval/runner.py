@@ -218,8 +218,8 @@ class Evaluation:
             options = {} if self.llm is not None else {"backend": self.spec.backend, "model": self.spec.model,
                                                        **self.agent_options}
             return BaselineAgent(problem, self.spec.method, llm=self.llm, config=config, **options)
-        if self.llm is not None:
-            return MAPAgent(problem, llm=self.llm, config=config)
+        if self.llm is not None:  # a given model keeps its own cache; else the run's --cache-dir / --no-cache
+            return MAPAgent(problem, llm=self.llm, config=config, cache=self.agent_options.get("cache"))
         return MAPAgent(problem, backend=self.spec.backend, model=self.spec.model, config=config,
                         **self.agent_options)
 

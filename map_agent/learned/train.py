@@ -163,7 +163,7 @@ def train(config: TrainConfig, out: Path, *, progress: bool = True) -> dict[str,
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-        state["losses"].append(float(loss))
+        state["losses"].append(float(loss.detach()))
         state["step"] = step + 1
         bar(loss=float(loss))
         if state["step"] % config.save_every == 0 or state["step"] == config.steps:
