@@ -66,7 +66,8 @@ class MAPConfig(BaseModel):
     prompts: Literal["paper", "ft"] = Field(
         default="paper", description="'ft': the short prompts of fine-tuned models (<module>.ft.md, no in-context "
                                      "examples, verdict-only replies), as `map-agent distill` writes its data")
-    seed: int = Field(default=0, ge=0, description="run index: part of every module call's cache key and RNG")
+    seed: int = Field(default=0, ge=0, le=10_000,
+                      description="run index: part of every module call's cache key and RNG")
     on_all_rejected: Literal["execute_last", "stop"] = Field(
         default="execute_last", description="when the Monitor rejects every proposal: execute the last one, or stop")
     evaluator_fallback: Literal["random", "unreachable"] = Field(
