@@ -115,9 +115,7 @@ class MAPConfig(BaseModel):
 
     def resolve(self, task: Task, problem: Problem) -> Resolved:
         """Fill every default from the task and the problem, and check the combination makes sense."""
-        if task.protocol:
-            return self.for_task(task)._resolve(task, problem, self.deviations(task))
-        return self._resolve(task, problem, self.deviations())
+        return self.for_task(task)._resolve(task, problem, self.deviations(task))
 
     def _resolve(self, task: Task, problem: Problem, deviations: dict[str, Any]) -> Resolved:
         impls = {m: self.modules.get(m, task.default_modules.get(m, "llm")) for m in MODULES}
@@ -136,6 +134,7 @@ class MAPConfig(BaseModel):
             modules=impls,
             search=bool(search),
             n_subgoals=self.n_subgoals or task.default_subgoals,
+            max_subgoals=task.max_subgoals,
             **self.model_dump(include={"actor_temperature", "retry_temperature_step", "top_p", "seed",
                                        "on_all_rejected", "evaluator_fallback", "tie_break", "single_valid",
                                        "final_goal_first", "actor_history", "prompts", "critic"}),
@@ -158,6 +157,7 @@ class Resolved(BaseModel):
     modules: dict[str, Impl]
     search: bool
     n_subgoals: int | None
+    max_subgoals: int = 4  # the task's cap when the model writes as many subgoals as it needs
     actor_temperature: float
     retry_temperature_step: float
     top_p: float | None
@@ -181,11 +181,14 @@ class Resolved(BaseModel):
     def recursion_limit(self) -> int:
         """LangGraph supersteps a plan can need, derived from N, B, L and the retry bounds.
 
-        Each planning step costs, per search layer, at most (1 + monitor_retries) Actor/Monitor rounds plus a
-        Predictor and an Orchestrator round, then one Evaluator round and the root Orchestrator; every module
-        superstep is followed by one controller superstep. Subgoals add a root Orchestrator check each.
+        Each planning step costs, per search layer, at most (1 + monitor_retries) Actor/Monitor rounds (an Actor
+        round more with the learned critic) plus a Predictor and an Orchestrator round, then one Evaluator round
+        and the root Orchestrator's checks of the final goal and the subgoal; every module superstep is followed by
+        one controller superstep. Subgoals (up to the task's cap when the model chooses how many) add a root
+        Orchestrator check each.
         """
-        per_layer = 2 * (1 + self.monitor_retries) + 2
+        actor_rounds = 3 if self.critic == "learned" else 2  # the critic's notes cost one more Actor call
+        per_layer = actor_rounds * (1 + self.monitor_retries) + 2
         per_step = self.layers * per_layer + 3
-        steps = self.max_actions + (self.n_subgoals or 4) + 2
+        steps = self.max_actions + (self.n_subgoals or self.max_subgoals) + 2
         return 2 * steps * per_step + 16

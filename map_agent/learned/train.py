@@ -16,6 +16,7 @@ The pipeline, each step chosen from what was measured on a 2-core CPU:
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -226,6 +227,6 @@ def export(out: Path, cache: Path, adapter: Path | None = None) -> Path:
     env_path = str(script.parent / "gguf-py")
     subprocess.run([sys.executable, str(script), "--base", str(out / "base"), "--outfile", str(adapter),
                     "--outtype", "f16", str(out / "checkpoint")], check=True,
-                   env={**__import__("os").environ, "PYTHONPATH": env_path + ":" + str(script.parent),
+                   env={**os.environ, "PYTHONPATH": env_path + ":" + str(script.parent),
                         "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
     return adapter

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from map_agent.llm.cache import CACHE_HIT, forget
-from map_agent.modules.schemas import INPUTS, output_model
+from map_agent.modules.schemas import INPUTS, outputs_for
 from map_agent.task import Problem, Task
 
 #: the prompt variant of fine-tuned models (``MAPConfig.prompts="ft"``)
@@ -64,8 +64,7 @@ class Module(ABC):
         self.task = task
         self.problem = problem
         # the module reasons before its verdict where the task's original does (``Task.reasoning_modules``)
-        self.output_model = output_model(self.name, task.State, task.Action, task.Goal,
-                                         reasoning and self.name in task.reasoning_modules)
+        self.output_model = outputs_for(task, reasoning)[self.name]
 
     @abstractmethod
     def __call__(self, inp: BaseModel) -> ModuleResult: ...
@@ -126,7 +125,11 @@ class LLMModule(Module):
     def render(self, inp: BaseModel) -> str:
         """The user message for one input: labelled fields, then the request."""
         lines = [f"{label}: {text}" for label, text in self.fields(inp)]
-        return "\n".join([*lines, self.request.format(**inp.model_dump())])
+        return "\n".join([*lines, self.closing(inp)])
+
+    def closing(self, inp: BaseModel) -> str:
+        """The request that ends the user message, filled from the input."""
+        return self.request.format(**inp.model_dump())
 
     @abstractmethod
     def fields(self, inp: Any) -> list[tuple[str, str]]:

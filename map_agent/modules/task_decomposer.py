@@ -13,11 +13,10 @@ class TaskDecomposer(LLMModule):
     stem = "task_decomposer"
     request = "Give {n_subgoals} subgoal(s) on the way from the start state to the goal."
 
-    def render(self, inp: TaskDecomposerInput) -> str:
+    def closing(self, inp: TaskDecomposerInput) -> str:
         if inp.n_subgoals is None:  # as many as the model needs (StrategyQA's sub-questions)
-            lines = [f"{label}: {text}" for label, text in self.fields(inp)]
-            return "\n".join([*lines, "Give as many subgoals as needed, in order, on the way to the goal."])
-        return super().render(inp)
+            return "Give as many subgoals as needed, in order, on the way to the goal."
+        return super().closing(inp)
 
     def fields(self, inp: TaskDecomposerInput) -> list[tuple[str, str]]:
         return [("Start state", self.task.render_state(inp.state)), ("Goal", self.task.render_goal(inp.goal))]
