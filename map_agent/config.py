@@ -65,7 +65,7 @@ class MAPConfig(BaseModel):
     examples: bool = Field(default=True, description="include the in-context examples in module prompts")
     prompts: Literal["paper", "ft"] = Field(
         default="paper", description="'ft': the short prompts of fine-tuned models (<module>.ft.md, no in-context "
-                                     "examples, verdict-only replies), as `map-agent distill` writes its data")
+                                     "examples), as `map-agent distill` writes its data")
     seed: int = Field(default=0, ge=0, le=10_000,
                       description="run index: part of every module call's cache key and RNG")
     on_all_rejected: Literal["execute_last", "stop"] = Field(
@@ -139,7 +139,7 @@ class MAPConfig(BaseModel):
                                        "on_all_rejected", "evaluator_fallback", "tie_break", "single_valid",
                                        "final_goal_first", "actor_history", "prompts", "critic"}),
             examples=self.examples and self.prompts == "paper",
-            reasoning=self.reasoning and self.prompts == "paper",
+            reasoning=self.reasoning,
             deviations=deviations,
         )
 

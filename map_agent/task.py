@@ -150,6 +150,12 @@ class Task(ABC, Generic[S, A, G]):
     def check(self, state: S, action: A, problem: Problem) -> Verdict:
         """Whether the environment accepts ``action`` in ``state``; the reason names the broken rule."""
 
+    def explain(self, state: S, action: A, problem: Problem) -> str:
+        """The legality check spelled out step by step, written before the verdict: the oracle Monitor's
+        reasoning, so a distilled Monitor learns to check each rule on the lists in front of it rather than to
+        guess a bare verdict. The default states the verdict's reason."""
+        return self.check(state, action, problem).reason or "the environment accepts it"
+
     @abstractmethod
     def apply(self, state: S, action: A, problem: Problem) -> S:
         """The successor of a valid action (callers check validity first)."""

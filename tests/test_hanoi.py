@@ -46,6 +46,23 @@ def test_invalid_moves_name_the_broken_rule(move, reason):
     assert not verdict.valid and reason in verdict.reason
 
 
+def test_the_monitors_explanation_checks_each_rule_and_agrees_with_the_environment():
+    state = HanoiState(A=[0, 2], B=[], C=[1])
+    p = T.problem(7)
+    assert T.explain(state, HanoiMove(disk=2, source="A", target="C"), p) == \
+        "A = [0, 2], right end 2: Rule 1 holds. C = [1], 2 > 1: Rule 2 holds."
+    assert T.explain(state, HanoiMove(disk=1, source="C", target="A"), p).endswith("1 < 2: Rule 2 fails.")
+    assert "Rule 1 fails" in T.explain(state, HanoiMove(disk=0, source="A", target="B"), p)
+    states = [HanoiState.model_validate(s) for s in shortest_path(T, T.start(p), T.goal(p), p).states]
+    for s in states:
+        for disk in range(3):
+            for source in "ABC":
+                for target in "ABC":
+                    move = HanoiMove(disk=disk, source=source, target=target)
+                    text = T.explain(s, move, p)
+                    assert ("fails" in text or "not a move" in text) != T.check(s, move, p).valid, (s, move, text)
+
+
 def test_apply_and_legal_actions():
     s = state([0, 2], [1], [])
     p = hanoi.problem(7)

@@ -45,16 +45,29 @@ def test_labels_equal_the_oracles_answer():
 
     from map_agent.learned.distill import examples
 
-    for ex in list(examples(HANOI, HANOI.problem(7), noisy=1))[:40]:
-        module = ex["module"]
-        reply = json.loads(ex["messages"][-1]["content"])
-        assert "reasoning" not in reply  # fine-tuned modules answer verdict-only
+    problem = HANOI.problem(7)
+    seen = set()
+    for ex in examples(HANOI, problem, noisy=1):
+        module, reply = ex["module"], json.loads(ex["messages"][-1]["content"])
+        seen.add(module)
+        inp = make_input(module, HANOI, ex["input"])
+        if module == "Monitor":  # the check spelled out before the verdict, and the verdict it leads to
+            assert reply["reasoning"] == HANOI.explain(inp.state, inp.action, problem)
+            assert reply["valid"] == HANOI.check(inp.state, inp.action, problem).valid
+            assert ("fails" in reply["reasoning"] or "not a move" in reply["reasoning"]) != reply["valid"]
+        if module == "Actor":
+            assert all(HANOI.check(inp.state, HANOI.Action.model_validate(a), problem).valid
+                       for a in reply["actions"])
+            for note in inp.feedback:  # a rejected proposal, told as the search tells it
+                assert "is invalid:" in note and ("fails" in note or "not a move" in note)
+    assert seen == set(LLM_MODULES)
+    feedback = [ex for ex in examples(HANOI, problem, noisy=1) if ex["module"] == "Actor" and ex["input"]["feedback"]]
+    assert feedback and "Feedback on earlier proposals" in feedback[0]["messages"][1]["content"]
     states = visited_states(HANOI, HANOI.problem(7), random.Random(0), noisy=3, epsilon=1.0)
     assert len(states) > HANOI.problem(7).optimal_length + 1  # noisy rollouts leave the optimal path
     inp = make_input("Evaluator", HANOI, {"state": states[-1].model_dump(), "goal": HANOI.problem(7).goal})
     assert ORACLES["Evaluator"](HANOI, HANOI.problem(7)).compute(inp).steps_to_goal == HANOI.distance(
         states[-1], HANOI.goal(HANOI.problem(7)), HANOI.problem(7))
-    assert module in LLM_MODULES
 
 
 def test_distill_cli_refuses_training_on_the_held_out_split(tmp_path, capsys):
@@ -101,7 +114,7 @@ def test_the_shipped_adapter_runs_under_the_settings_it_was_trained_with():
     assert info["data"]["manifest"]["heldout_split"] == "test4" and info["training"]["result"]["steps"] > 0
     assert set(info["metrics"]["heldout_4disk"]) == set(LLM_MODULES)
     config = adapter_config("map-hanoi", MAPConfig())
-    assert (config.prompts, config.actor_history) == ("ft", False)
+    assert (config.prompts, config.actor_history, config.reasoning) == ("ft", False, True)
     assert adapter_config("map-hanoi", MAPConfig(actor_history=True)).actor_history is True  # the user's choice
     with pytest.raises(KeyError, match="known: map-hanoi"):
         adapter_path("nosuch")

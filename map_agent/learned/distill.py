@@ -2,10 +2,12 @@
 
 Every example is a module call as the fine-tuned model will see it -- the LLM module's own messages, built from
 the public problem with the short fine-tuning prompt (``prompts/<task>/<module>.ft.md`` when it exists, no
-in-context examples, verdict-only outputs) -- answered by the module's symbolic oracle. States come from optimal
-rollouts and from noisy ones (a random legal action with probability ``epsilon``), so the modules also see
-off-path states; the Monitor sees legal actions and actions that are legal elsewhere but not here, in equal
-numbers.
+in-context examples) -- answered by the module's symbolic oracle, reasoning included where the module reasons
+first: the oracle's reasoning is the check spelled out (``Task.explain`` for the Monitor), so a small model learns
+to work the verdict out rather than guess it. States come from optimal rollouts and from noisy ones (a random
+legal action with probability ``epsilon``), so the modules also see off-path states; the Monitor sees legal
+actions and actions that are legal elsewhere but not here, in equal numbers, and the Actor also sees the
+Monitor's note on such a rejected proposal, as a later round of the search shows it.
 
 The split is stated, not sampled: the problems of ``--split`` make the training set and those of ``--heldout``
 the held-out one (Hanoi: train on the three-disk problems, hold out the four-disk ones; mazes: training
@@ -27,9 +29,10 @@ from pydantic import BaseModel
 from map_agent.config import MAPConfig
 from map_agent.modules import ORACLES, build_modules
 from map_agent.modules.base import make_input
+from map_agent.search.algorithms import rejection_note
 from map_agent.task import MODULES, Problem, Task, canonical, shortest_path
 
-#: the prompt variant of fine-tuned models (short role, no in-context examples, verdict-only replies)
+#: the prompt variant of fine-tuned models (short role, no in-context examples)
 FT_CONFIG = MAPConfig(prompts="ft", modules=dict.fromkeys(MODULES, "llm"), n_subgoals=1)
 _ROLES = {"system": "system", "human": "user", "ai": "assistant"}
 
@@ -76,7 +79,13 @@ def module_inputs(task: Task, problem: Problem, states: list[Any], rng: random.R
         yield "Monitor", {"state": s, "action": action.model_dump(mode="json")}
         illegal = [a for a in everywhere if a not in legal]
         if illegal:
-            yield "Monitor", {"state": s, "action": rng.choice(illegal).model_dump(mode="json")}
+            wrong = rng.choice(illegal)
+            yield "Monitor", {"state": s, "action": wrong.model_dump(mode="json")}
+            # a later Actor round, as the search sends it: the Monitor's note on a rejected proposal
+            verdict = {"reasoning": task.explain(state, wrong, problem),
+                       "feedback": task.check(state, wrong, problem).reason}
+            yield "Actor", {"state": s, "goal": g, "n_actions": min(2, len(legal)),
+                            "feedback": [rejection_note(task, wrong, verdict)]}
     for state in final[:1]:  # the Orchestrator must also learn to say yes
         yield "Orchestrator", {"state": state.model_dump(mode="json"), "goal": goal.model_dump(mode="json")}
 

@@ -24,5 +24,5 @@ class OracleMonitor(OracleModule):
 
     def compute(self, inp: MonitorInput):
         verdict = self.task.check(inp.state, inp.action, self.problem)
-        return self.output_model.model_validate({"reasoning": verdict.reason or "the environment accepts it",
+        return self.output_model.model_validate({"reasoning": self.task.explain(inp.state, inp.action, self.problem),
                                                  "valid": verdict.valid, "feedback": verdict.reason[:400]})

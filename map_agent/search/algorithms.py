@@ -22,7 +22,7 @@ from map_agent.modules.schemas import (
     TaskDecomposerInput,
 )
 from map_agent.search.memo import Ctx, failed, key
-from map_agent.task import canonical
+from map_agent.task import Task, canonical
 
 
 class Branch(BaseModel):
@@ -80,8 +80,7 @@ def propose_action(ctx: Ctx, state: BaseModel, goal: BaseModel,
             elif verdict.get("valid"):
                 valid.append(action)
             else:
-                said = " ".join(filter(None, [verdict.get("reasoning"), verdict.get("feedback")]))
-                note = f"'{task.render_action(action)}' is invalid: {said or verdict.get('error')}"
+                note = rejection_note(task, action, verdict)
                 if note not in feedback:
                     feedback.append(note)
         if pending:
@@ -93,6 +92,12 @@ def propose_action(ctx: Ctx, state: BaseModel, goal: BaseModel,
     if len(valid) == 1 and cfg.single_valid == "duplicate":
         return valid * cfg.branches
     return valid[: cfg.branches]
+
+
+def rejection_note(task: Task, action: BaseModel, verdict: dict[str, Any]) -> str:
+    """What the Actor is told of a rejected proposal: the Monitor's reasoning and feedback, as the original."""
+    said = " ".join(filter(None, [verdict.get("reasoning"), verdict.get("feedback")]))
+    return f"'{task.render_action(action)}' is invalid: {said or verdict.get('error')}"
 
 
 def _revised(ctx: Ctx, inp: ActorInput, draft: dict[str, Any], k: str) -> dict[str, Any] | None:

@@ -162,6 +162,24 @@ class HanoiTask(Task[HanoiState, HanoiMove, HanoiState]):
                                                f"larger than {larger[0]} already there")
         return Verdict(valid=True)
 
+    def explain(self, state: HanoiState, action: HanoiMove, problem: Problem) -> str:
+        """Each rule checked on the two lists, e.g. ``A = [0, 2], right end 2: Rule 1 holds. C = [1], 2 > 1:
+        Rule 2 holds.`` -- copying the lists and comparing two numbers, which a small model can learn."""
+        if action.source == action.target:
+            return f"source and target are both {action.source}: not a move."
+        source, target, disk = state.peg(action.source), state.peg(action.target), action.disk
+        if not source:
+            return f"{action.source} = []: nothing to move, Rule 1 fails."
+        if source[-1] != disk:
+            return f"{action.source} = {source}, right end {source[-1]}, not {disk}: Rule 1 fails."
+        steps = f"{action.source} = {source}, right end {disk}: Rule 1 holds. "
+        if not target:
+            return steps + f"{action.target} = []: Rule 2 holds."
+        top = max(target)
+        if disk > top:
+            return steps + f"{action.target} = {target}, {disk} > {top}: Rule 2 holds."
+        return steps + f"{action.target} = {target}, {disk} < {top}: Rule 2 fails."
+
     def apply(self, state: HanoiState, action: HanoiMove, problem: Problem) -> HanoiState:
         lists = {p: list(state.peg(p)) for p in PEGS}
         lists[action.source].pop()
