@@ -29,6 +29,8 @@ from pydantic import BaseModel
 from map_agent.config import MAPConfig
 from map_agent.modules import ORACLES, build_modules
 from map_agent.modules.base import make_input
+from map_agent.modules.oracle import OracleModule
+from map_agent.modules.schemas import MonitorInput
 from map_agent.search.algorithms import rejection_note
 from map_agent.task import MODULES, Problem, Task, canonical, shortest_path
 
@@ -60,8 +62,10 @@ def visited_states(task: Task, problem: Problem, rng: random.Random, *, noisy: i
     return list(unique.values())
 
 
-def module_inputs(task: Task, problem: Problem, states: list[Any], rng: random.Random) -> Iterator[tuple[str, dict]]:
-    """(module, raw input) pairs covering every module on the visited states."""
+def module_inputs(task: Task, problem: Problem, states: list[Any], rng: random.Random,
+                  monitor: OracleModule) -> Iterator[tuple[str, dict]]:
+    """(module, raw input) pairs covering every module on the visited states; ``monitor`` (the oracle) writes the
+    verdicts that later Actor rounds are told of."""
     goal = task.goal(problem)
     final = [s for s in states if task.satisfies(s, goal, problem)]
     yield "TaskDecomposer", {"state": problem.start, "goal": problem.goal, "n_subgoals": 1}
@@ -82,8 +86,7 @@ def module_inputs(task: Task, problem: Problem, states: list[Any], rng: random.R
             wrong = rng.choice(illegal)
             yield "Monitor", {"state": s, "action": wrong.model_dump(mode="json")}
             # a later Actor round, as the search sends it: the Monitor's note on a rejected proposal
-            verdict = {"reasoning": task.explain(state, wrong, problem),
-                       "feedback": task.check(state, wrong, problem).reason}
+            verdict = monitor.compute(MonitorInput(state=state, action=wrong)).model_dump()
             yield "Actor", {"state": s, "goal": g, "n_actions": min(2, len(legal)),
                             "feedback": [rejection_note(task, wrong, verdict)]}
     for state in final[:1]:  # the Orchestrator must also learn to say yes
@@ -105,8 +108,8 @@ def examples(task: Task, problem: Problem, *, seed: int = 0, noisy: int = 4,
     modules = build_modules(task, problem, resolved, llm)
     oracles = {m: ORACLES[m](task, problem, reasoning=resolved.reasoning) for m in MODULES}
     seen: set[str] = set()
-    for module, raw in module_inputs(task, problem, visited_states(task, problem, rng, noisy=noisy,
-                                                                    epsilon=epsilon), rng):
+    states = visited_states(task, problem, rng, noisy=noisy, epsilon=epsilon)
+    for module, raw in module_inputs(task, problem, states, rng, oracles["Monitor"]):
         inp = make_input(module, task, raw)
         messages = modules[module].messages(inp)
         reply = oracles[module].compute(inp)
