@@ -25,9 +25,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from map_agent.config import MAPConfig, Resolved
 from map_agent.graph.build import build_graph
 from map_agent.learned.adapters import ADAPTERS, adapter_config
-from map_agent.llm import DiskPromptCache, make_chat_model
+from map_agent.llm import make_chat_model
+from map_agent.llm.cache import open_cache
 from map_agent.modules import CallRecord, Module, build_modules
-from map_agent.search.plan import OUTCOMES, Progress, Step
+from map_agent.search.plan import OUTCOMES, STUCK_ON_REJECTION, Progress, Step
 from map_agent.task import Execution, Problem, Task, get_task
 
 
@@ -35,8 +36,8 @@ class ModuleUsage(BaseModel):
     """What one module cost over a run."""
 
     calls: int = 0  # module invocations
-    model_calls: int = 0  # chat-model requests, parse retries included, cache hits included
-    cache_hits: int = 0
+    model_calls: int = 0  # requests actually sent to a model, parse retries included (a cache hit is none)
+    cache_hits: int = 0  # replies served from the prompt cache, parse retries included
     input_tokens: int = 0
     output_tokens: int = 0
     failures: int = 0
@@ -56,7 +57,7 @@ class Usage(BaseModel):
         for r in records:
             for u in (usage.modules.setdefault(r.module, ModuleUsage()), usage.total):
                 u.calls += 1
-                u.model_calls += r.calls
+                u.model_calls += r.model_calls
                 u.cache_hits += r.cache_hits
                 u.input_tokens += r.input_tokens
                 u.output_tokens += r.output_tokens
@@ -83,7 +84,8 @@ class ScoredPlan(BaseModel):
     metrics: dict[str, float | bool] = Field(default_factory=dict)  # Task.paper_metrics: the original's scores
     usage: Usage
     failures: list[CallRecord]  # calls that failed (unparseable replies, network errors)
-    calls: list[dict[str, Any]] = Field(default_factory=list)  # every module call: module, input, output, failure
+    #: every module call (``modules.base.ModuleCall``): module, impl, input, output, failure, raw replies
+    calls: list[dict[str, Any]] = Field(default_factory=list)
     phases: list[dict[str, Any]] = Field(default_factory=list)  # earlier phases' records (Task.phases)
     thread_id: str
     wall_seconds: float
@@ -130,12 +132,25 @@ class MAPAgent:
             config = adapter_config(model, config)  # a shipped adapter learnt the short prompts
         config = config.for_backend("llm" if llm is not None else backend, self.task)
         self.config: Resolved = config.resolve(self.task, problem)
-        if llm is None and "llm" in self.config.modules.values():
+        #: a model this agent built is checked before its first plan (``prepare``); a model given as ``llm=`` is
+        #: the caller's, who may have checked it once for many agents (as an evaluation does)
+        self._unprepared = llm is None and "llm" in self.config.modules.values()
+        if self._unprepared:
             llm = make_chat_model(backend, model, cache=_as_cache(cache), **backend_options)
         elif llm is not None and llm.cache is None and cache is not False:
             llm.cache = _as_cache(cache)
         self.llm = llm
         self.graph = build_graph(module_provider(self.llm), checkpointer=checkpointer or InMemorySaver())
+
+    def prepare(self) -> None:
+        """Check the model before the first module call (``map_agent.llm.preflight.prepare_model``): the endpoint
+        answers, the schema form it takes, and every module's prompt fits its context window; a broken setup
+        raises ``SetupError`` in one line instead of failing every call. ``stream`` and ``plan`` call it."""
+        if self.llm is not None:
+            from map_agent.llm.preflight import prepare_model
+
+            prepare_model(self.llm, self.task, self.problem, self.config)
+        self._unprepared = False
 
     def stream(self, thread_id: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
         """Run the plan, yielding ``(node, update)`` as each module call and controller step lands.
@@ -143,6 +158,8 @@ class MAPAgent:
         A task with several phases (``Task.phases``) runs them in sequence, each on its own thread
         (``<thread_id>/<k>``), the next phase seeing the previous one's transcript."""
         thread_id = thread_id or uuid.uuid4().hex
+        if self._unprepared:
+            self.prepare()
         for k in range(len(self.phases)):
             yield from self._stream_phase(self._phase_problem(thread_id, k), self._thread(thread_id, k))
 
@@ -186,10 +203,13 @@ class MAPAgent:
         execution = self.task.execute(problem, actions)
         predicted = [step.choice.chosen.predicted for step in progress.steps if step.choice.chosen]
         goals = progress.goals or []
+        outcome = OUTCOMES.get(progress.status, "interrupted")
+        if progress.status == "stuck" and self.config.on_all_rejected == "stop":
+            outcome = STUCK_ON_REJECTION
         return PlanResult(
             task=self.task.name, problem_id=problem.id, actions=actions, solved=execution.solved,
             goal_reached=execution.goal_reached, invalid_moves=execution.n_invalid, status=progress.status,
-            outcome=OUTCOMES.get(progress.status, "interrupted"), subgoals=goals[:-1], steps=progress.steps,
+            outcome=outcome, subgoals=goals[:-1], steps=progress.steps,
             execution=execution, metrics=self.task.paper_metrics(problem, execution, predicted),
             usage=Usage.from_records(records), failures=[r for r in records if r.failed],
             calls=values.get("calls") or [], config=self.config, thread_id=thread_id, wall_seconds=0.0,
@@ -217,11 +237,7 @@ class MAPAgent:
 
 
 def _as_cache(cache: BaseCache | str | Path | bool | None) -> BaseCache | bool:
-    if cache is False:
-        return False
-    if isinstance(cache, BaseCache):
-        return cache
-    return DiskPromptCache(None if cache in (None, True) else cache)
+    return open_cache(cache)  # a directory, a redis:// URL, $MAP_AGENT_CACHE_URL, or the default directory
 
 
 def module_provider(llm: BaseChatModel | Callable[[], BaseChatModel] | None):

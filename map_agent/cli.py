@@ -7,6 +7,7 @@
     map-agent eval text-to-pddl                       # the Planetarium text-to-PDDL evaluation
     map-agent reproduce hanoi_ablations --backend openai --model M   # a paper table, cell by cell, then its report
     map-agent report runs/ID [runs/ID ...] --out report               # tables, figures and an HTML page
+    map-agent view runs/ID [--out DIR] [--serve --port P]             # one offline page per run: what happened
 
 Errors are one line naming the file, field or value (``MAP_AGENT_DEBUG=1`` adds the traceback). Ctrl-C stops a
 plan or an evaluation at once (exit 130) and says how to resume; a second Ctrl-C exits without waiting.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
 import queue
 import shlex
@@ -27,41 +29,33 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib.metadata import version
-from typing import Any, get_args
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 from rich.text import Text
 
 from map_agent.agent import MAPAgent
 from map_agent.baselines import ALL_METHODS, check_method
-from map_agent.config import DEVIATIONS, Impl, MAPConfig
 from map_agent.eval.records import validation_message
-from map_agent.learned.adapters import ADAPTERS, adapter_config
-from map_agent.llm import BACKENDS
-from map_agent.llm.backends import DEFAULT_TIMEOUT, JSON_SCHEMA_FORMS, SetupError, check_endpoint, endpoint_url, redact
-from map_agent.task import MODULES, TASKS, get_task
+from map_agent.llm.backends import SetupError, endpoint_url, redact
+from map_agent.options import (
+    EXECUTOR_OPTIONS,
+    ROUTING_OPTIONS,
+    add_options,
+    api_key,
+    chat_options,
+    check_applicable,
+    executor_options,
+    map_config,
+    seconds,
+)
+from map_agent.progress import console, progress  # progress, plans and errors: stderr
+from map_agent.task import TASKS, get_task
 
-#: evaluations that are not MAP plans: name -> "module:function(argv) -> exit code"
-EVALUATIONS = {
-    "maze-code": "map_agent.eval.maze_code:cli_main",
-    "text-to-pddl": "map_agent.eval.text_to_pddl:cli_main",
-}
-
-#: commands with their own options: name -> ("module:function(argv) -> exit code", help)
-COMMANDS = {
-    "reproduce": ("map_agent.eval.reproduce:cli_main", "run a paper table or figure (experiments/*.yaml), then report"),
-    "report": ("map_agent.eval.report:cli_main", "tables, figures and an HTML page from run directories"),
-    "distill": ("map_agent.learned.cli:distill_main", "per-module training data from a task's oracles"),
-    "train": ("map_agent.learned.cli:train_main", "LoRA-train the embedded model on distilled data (extra [train])"),
-    "train-critic": ("map_agent.learned.critic_train:main",
-                     "train a goal-conditioned critic (--module Evaluator=learned, --critic learned; extra [train])"),
-}
-
-#: progress, plans and errors go to stderr, results (JSON, listings) to stdout; piped output is not hard-wrapped
-console = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
+#: results (tables, listings) go to stdout
 out = Console(soft_wrap=True)
 
 #: exit status after Ctrl-C (128 + SIGINT), as shells report it
@@ -72,124 +66,26 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpF
     """Shows each option's default (when it has one) and keeps the examples in the epilog as written."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default in (None, False, [], argparse.SUPPRESS):
+        if action.default is None or action.default is False or action.default in ([], argparse.SUPPRESS):
             return action.help
         return super()._get_help_string(action)
 
 
-def _subcommand(sub: Any, name: str, help: str, example: str) -> argparse.ArgumentParser:
-    """A subcommand whose --help shows defaults and an example."""
-    return sub.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}", formatter_class=_Help)
+class _Parser(argparse.ArgumentParser):
+    """A usage error is the one line that matters, not the whole usage block above it."""
+
+    def error(self, message: str) -> Any:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _int_in(low: int, high: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is out of range: {low} to {high}")
-        return value
-
-    parse.__name__ = "integer"
-    return parse
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError(f"{value:g} is out of range: more than 0, at most 3600 seconds")
-    return value
-
-
-def _config_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("MAP configuration (defaults: the paper's, per task)")
-    g.add_argument("--backend", choices=sorted(BACKENDS), default="local", help="; ".join(
-        f"{name}: {text}" for name, text in BACKENDS.items()))
-    g.add_argument("--model", help="model name (openai) or GGUF path (local)")
-    g.add_argument("--base-url", help="OpenAI-compatible endpoint (else MAP_AGENT_BASE_URL / OPENAI_BASE_URL)")
-    g.add_argument("--json-schema", nargs="?", const="auto", choices=["auto", *JSON_SCHEMA_FORMS],
-                   help="send each module's output JSON schema (openai backend), in the form the server takes: "
-                        "json_schema (OpenAI, vLLM, Ollama, llama-server), json_object (llama-cpp-python's "
-                        "server); auto, the flag alone, asks the server before the run")
-    g.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT,
-                   help="seconds one model request may take (openai backend); then it is retried, then recorded "
-                        "as that module call's failure")
-    g.add_argument("--threads", type=_int_in(1, 256), help="llama.cpp threads (local backend)")
-    g.add_argument("--lora", help="LoRA adapter for the local model")
-    g.add_argument("--cache-dir", help="prompt cache directory (default: user cache dir)")
-    g.add_argument("--no-cache", action="store_true", help="bypass the prompt cache")
-    g.add_argument("--branches", "-B", type=int, default=2, help="B: actions proposed and searched per state")
-    g.add_argument("--layers", "-L", type=int, default=2, help="L: depth of the tree search")
-    g.add_argument("--max-actions", "-N", type=int, help="action budget N (default: the problem's)")
-    g.add_argument("--search", action=argparse.BooleanOptionalAction, default=None, help="tree search")
-    g.add_argument("--subgoals", type=int, help="TaskDecomposer subgoals K")
-    g.add_argument("--no-monitor", action="store_true", help="ablation: every proposal is accepted")
-    g.add_argument("--no-decomposer", action="store_true", help="ablation: pursue the final goal only")
-    g.add_argument("--module", action="append", default=[], metavar="NAME=llm|oracle|off",
-                   help=f"per-module implementation; modules: {', '.join(MODULES)}")
-    g.add_argument("--prompts", choices=["paper", "ft"],
-                   help="module prompts: the paper's (default), or 'ft', the short ones a fine-tuned adapter learnt "
-                        "(default with a shipped adapter, e.g. --model map-hanoi)")
-    g.add_argument("--monitor-retries", type=int, help="extra Actor rounds after rejections (default 9: 10 rounds)")
-    g.add_argument("--parse-retries", type=int, help="re-asks after an unparseable reply (default 9: 10 attempts)")
-    _deviation_args(p.add_argument_group("differences from the original MAP code (default: the original's)"))
-
-
-def _deviation_args(g: argparse._ArgumentGroup) -> None:
-    """One flag per named deviation (``config.DEVIATIONS``), generated so the CLI can never miss one."""
-    for field, (original, ours, why) in DEVIATIONS.items():
-        flag = "--" + field.replace("_", "-")
-        if isinstance(original, bool):
-            g.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                           help=f"original: {'on' if original else 'off'}; --{'no-' if original else ''}"
-                                f"{field.replace('_', '-')}: {why}")
-        elif isinstance(original, str):
-            choices = list(get_args(MAPConfig.model_fields[field].annotation))
-            g.add_argument(flag, choices=choices, help=f"original: {original}; {ours}: {why}")
-        else:
-            g.add_argument(flag, type=type(original), help=f"original: {original}; e.g. {ours}: {why}")
-
-
-def _config(args: argparse.Namespace) -> MAPConfig:
-    modules: dict[str, str] = {}
-    impls = get_args(Impl)
-    for spec in args.module:
-        name, _, impl = spec.partition("=")
-        if name not in MODULES or impl not in impls:
-            raise ValueError(f"--module {spec!r}: expected NAME=IMPL, NAME one of {', '.join(MODULES)} and IMPL one "
-                             f"of {', '.join(impls)} (e.g. --module Evaluator=oracle)")
-        modules[name] = impl
-    if args.no_monitor:
-        modules["Monitor"] = "off"
-    if args.no_decomposer:
-        modules["TaskDecomposer"] = "off"
-    chosen = {f: getattr(args, f) for f in (*DEVIATIONS, "monitor_retries", "parse_retries")
-              if getattr(args, f, None) is not None}
-    if args.prompts:
-        chosen["prompts"] = args.prompts
-    config = MAPConfig(branches=args.branches, layers=args.layers, max_actions=args.max_actions, search=args.search,
-                       n_subgoals=args.subgoals, modules=modules, **chosen)
-    # a shipped adapter runs under the settings it was trained with, unless told otherwise
-    return adapter_config(args.model, config) if args.backend == "local" and args.model in ADAPTERS else config
-
-
-def _agent_options(args: argparse.Namespace) -> dict[str, Any]:
-    options: dict[str, Any] = {"cache": False if args.no_cache else args.cache_dir}
-    if args.backend == "local":
-        options.update(threads=args.threads, lora_path=args.lora)
-    elif args.backend == "openai":
-        options.update(base_url=args.base_url, json_schema=args.json_schema or False, timeout=args.timeout)
-    return options
+def command_parser(name: str, help: str, example: str) -> argparse.ArgumentParser:
+    """The parser of one subcommand (``map-agent <name>``): its --help shows defaults and an example."""
+    return _Parser(prog=f"map-agent {name}", description=help, epilog=f"example:\n  {example}", formatter_class=_Help)
 
 
 def _redactor(args: argparse.Namespace):
     """Error text as shown: no endpoint path or query, no key (``map_agent.llm.backends.redact``)."""
-    url, key = endpoint_url(getattr(args, "base_url", None)), os.environ.get("OPENAI_API_KEY", "")
+    url, key = endpoint_url(getattr(args, "base_url", None)), api_key(args) or ""
     return lambda text: redact(text, url, (key,))
 
 
@@ -198,7 +94,9 @@ def _loading(args: argparse.Namespace) -> None:
         console.print(f"loading model {args.model or 'SmolLM2-135M-Instruct (embedded)'}...")
     elif args.backend == "openai":
         where = urlsplit(endpoint_url(args.base_url) or "https://api.openai.com/v1")
-        console.print(f"checking the endpoint at {where.scheme}://{where.netloc}...", highlight=False)
+        host = where.hostname or ""  # never the user:password@ part of the address
+        console.print(f"checking the endpoint at {where.scheme}://{host}{f':{where.port}' if where.port else ''}...",
+                      highlight=False)
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
@@ -231,30 +129,30 @@ def cmd_plan(args: argparse.Namespace) -> int:
         raise ValueError("--thread-id resumes a plan saved with --checkpoint PATH: give both")
     task = get_task(args.task)
     problem = _problem(task, args.problem, args.split)
-    config = _config(args)
+    config = map_config(args)
     checkpointer = _sqlite_checkpointer(args.checkpoint) if args.checkpoint else None
     if args.backend != "oracle":
         _loading(args)
     agent = MAPAgent(problem, backend=args.backend, model=args.model, config=config, checkpointer=checkpointer,
-                     **_agent_options(args))
-    if agent.llm is not None:
-        check_endpoint(agent.llm, auto_form=args.json_schema == "auto")
-    render = _Renderer(task, _redactor(args))
+                     **chat_options(args))
+    agent.prepare()  # endpoint, schema form and context window: one line now rather than a failure per call
     console.print(f"[bold]{task.name}[/] problem {problem.id}: start {task.render_state(task.start(problem))}, "
                   f"goal {task.render_goal(task.goal(problem))}, N = {agent.config.max_actions}")
     thread_id = args.thread_id or uuid.uuid4().hex
     if args.checkpoint:
         console.print(f"thread {thread_id}, saved in {args.checkpoint}", highlight=False)
     try:
-        for node, update in _in_background(agent.stream(thread_id)):
-            render(node, update)
+        with progress("actions", agent.config.max_actions, "step 1") as display:
+            render = _Renderer(task, _redactor(args), display)
+            for node, update in _in_background(agent.stream(thread_id)):
+                render(node, update)
     except KeyboardInterrupt:
         how = (f"resume with: {_with_option(args.argv, '--thread-id', thread_id)}" if args.checkpoint else
                "nothing was saved (plan with --checkpoint PATH to make a plan resumable)")
         console.print(f"interrupted; {how}", highlight=False, markup=False)
         return _exit_now(INTERRUPTED)
     result = agent.result(thread_id)
-    console.print(f"\nplan ({len(result.actions)} actions, {result.outcome}):")
+    console.print(f"\nplan ({_plural(len(result.actions), 'action')}, {result.outcome}):")
     for step in result.execution.steps:
         mark = "[green]ok[/]" if step.valid else f"[red]invalid: {step.reason}[/]"
         console.print(f"  {step.index + 1:>2}. {task.render_action(task.Action.model_validate(step.action))}  {mark}")
@@ -263,17 +161,45 @@ def cmd_plan(args: argparse.Namespace) -> int:
                   f"model calls: {u.model_calls}  cache hits: {u.cache_hits}  tokens: "
                   f"{u.input_tokens}+{u.output_tokens}  failures: {u.failures}")
     if args.json:
-        print(json.dumps(result.record(), indent=2))
+        from map_agent.eval.runner import _redacted
+
+        print(json.dumps(_redacted(result.record(), endpoint_url(getattr(args, "base_url", None)),
+                                   (api_key(args) or "",)), indent=2))
+    if u.calls and u.failures == u.calls:  # nothing the model said was usable: not a plan, whatever it scored
+        first = result.failures[0].error or "no reason recorded"
+        _error(f"every module call failed ({u.failures} of {u.calls}); the first: {_redactor(args)(first)}")
+        return 1
     return 0
 
 
-class _Renderer:
-    """Prints the plan as it is made: subgoals, proposals, Monitor verdicts, predictions, chosen actions."""
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
-    def __init__(self, task: Any, scrub: Callable[[str], str] = str) -> None:
+
+class _Renderer:
+    """Prints the plan as it is made: subgoals, proposals, Monitor verdicts, predictions, chosen actions; and
+    keeps the progress line on the step, the module called and the Monitor round.
+
+    A proposal the Actor repeats within a step is printed once: the Monitor judged it already (its verdict is
+    memoised, so no new Monitor call follows), and the step's line says how often it came back."""
+
+    def __init__(self, task: Any, scrub: Callable[[str], str] = str, display: Any = None) -> None:
         self.task = task
         self.scrub = scrub  # module errors may quote the endpoint: shown redacted
+        self.display = display
         self.steps_shown = 0
+        self.proposals: dict[str, int] = {}  # this step's Actor proposals, as shown, and how often each came
+        self.verdicts: dict[str, str] = {}  # the Monitor's verdict on each action judged so far
+
+    def print(self, text: Any) -> None:
+        (self.display or console).print(text)
+
+    def note(self, module: str) -> None:
+        if self.display is None:
+            return
+        rounds = sum(self.proposals.values())
+        retry = f" · Monitor round {rounds + 1 if module == 'Actor' else rounds}" if rounds else ""
+        self.display.lines[0].update(note=f"step {self.steps_shown + 1} · {module}{retry}")
 
     def __call__(self, node: str, update: dict[str, Any]) -> None:
         task = self.task
@@ -283,32 +209,55 @@ class _Renderer:
                 chosen = (step.get("choice") or {}).get("chosen") or {}
                 action = task.render_action(task.Action.model_validate(chosen["action"]))
                 value = chosen.get("value")
-                console.print(f"[bold cyan]step {step['index'] + 1}[/]: {action} "
-                              f"(value {value}) -> {task.render_state(task.State.model_validate(chosen['predicted']))}")
+                valued = f" (Evaluator value {value:g})" if isinstance(value, (int, float)) and math.isfinite(value) \
+                    else ""
+                repeats = sum(self.proposals.values()) - len(self.proposals)
+                again = f"; the Actor repeated earlier proposals {_plural(repeats, 'time')}" if repeats else ""
+                self.print(f"[bold cyan]step {step['index'] + 1}[/]: {action}{valued} -> "
+                           f"{task.render_state(task.State.model_validate(chosen['predicted']))}{again}")
+                self.proposals = {}
+                if self.display is not None:
+                    self.display.lines[0].advance()
             self.steps_shown = len(progress.get("steps") or [])
             return
+        self.note(node)
         for table, entries in update.items():
             if table in ("usage", "calls"):
                 continue
             for entry in entries.values():
                 if entry.get("failed"):
-                    console.print(Text.assemble(f"  {node} ", ("failed", "red"), f": {self.scrub(entry['error'])}"))
+                    self.print(Text.assemble(f"  {node} ", ("failed", "red"), f": {self.scrub(entry['error'])}"))
                 elif node == "Actor":
-                    acts = ", ".join(task.render_action(task.Action.model_validate(a)) for a in entry["actions"])
-                    console.print(f"  Actor proposes: {acts}")
+                    key = json.dumps(entry["actions"], sort_keys=True)
+                    self.proposals[key] = self.proposals.get(key, 0) + 1
+                    if self.proposals[key] > 1:
+                        continue
+                    shown = []
+                    for a in entry["actions"]:
+                        judged = self.verdicts.get(json.dumps(a, sort_keys=True))
+                        text = task.render_action(task.Action.model_validate(a))
+                        shown.append(f"{text} (already judged: {judged})" if judged else text)
+                    self.print(f"  Actor proposes: {', '.join(shown)}")
                 elif node == "Monitor":
                     verdict = "[green]valid[/]" if entry["valid"] else f"[red]invalid[/] ({entry['feedback']})"
-                    console.print(f"  Monitor: {verdict}")
+                    self.print(f"  Monitor: {verdict}")
+                    for action in self._judged(update):
+                        self.verdicts[action] = "valid" if entry["valid"] else "invalid"
                 elif node == "TaskDecomposer":
                     goals = "; ".join(task.render_goal(task.Goal.model_validate(g)) for g in entry["subgoals"])
-                    console.print(f"[bold]TaskDecomposer[/] subgoals: {goals}")
+                    self.print(f"[bold]TaskDecomposer[/] subgoals: {goals}")
                 elif node == "Predictor":
                     state = task.render_state(task.State.model_validate(entry["next_state"]))
-                    console.print(f"  Predictor: {state}")
+                    self.print(f"  Predictor: {state}")
                 elif node == "Evaluator":
-                    console.print(f"  Evaluator: {entry['steps_to_goal']} steps to go")
+                    self.print(f"  Evaluator: {_plural(entry['steps_to_goal'], 'step')} to go")
                 elif node == "Orchestrator" and entry.get("achieved"):
-                    console.print("  Orchestrator: goal achieved")
+                    self.print("  Orchestrator: goal achieved")
+
+    @staticmethod
+    def _judged(update: dict[str, Any]) -> list[str]:
+        """The actions a Monitor update judged (from the call it logged)."""
+        return [json.dumps((c.get("input") or {}).get("action"), sort_keys=True) for c in update.get("calls") or []]
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -319,42 +268,69 @@ def cmd_eval(args: argparse.Namespace) -> int:
     problems = task.problems(args.split)[: args.limit]
     args.runs = args.runs or task.default_runs(args.split)  # the paper's number of runs for the split
     check_method(task.name, args.method)  # one line naming the methods the paper ran on this task
+    chat = chat_options(args)
     spec = RunSpec(task=task.name, split=args.split, runs=args.runs, backend=args.backend, model=args.model,
-                   config=_config(args), problem_ids=[p.id for p in problems], method=args.method)
-    label = "" if args.method == "map" else f"{args.method}-"
-    run_id = args.run_id or f"{task.name}-{args.split}-{label}{args.backend}-{uuid.uuid4().hex[:6]}"
+                   config=map_config(args), problem_ids=[p.id for p in problems], method=args.method,
+                   module_models=chat.get("module_models", {}))
+    run_id = args.run_id or spec.default_run_id()
     evaluation = Evaluation(spec, args.out, run_id, concurrency=args.concurrency, grace=args.grace,
-                            **_agent_options(args))
+                            **executor_options(args), **chat)
     if args.backend != "oracle":
         _loading(args)
     evaluation.prepare()  # model, endpoint and prompt files checked once, before any problem starts
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("solved {task.fields[solved]}  failed module calls {task.fields[failures]}  "
-                             "problems failed {task.fields[errors]}"), console=console) as bar:
-        job = bar.add_task(run_id, total=len(evaluation.pending()), solved=0, failures=0, errors=0)
+    with progress(run_id, len(evaluation.pending()), "solved 0") as display:
+        line, seen = display.lines[0], {"solved": 0, "failures": 0, "errors": 0}
 
         def tick(record: dict[str, Any]) -> None:
-            shown = bar.tasks[job].fields
-            failures = ((record.get("usage") or {}).get("total") or {}).get("failures", 0)
-            bar.update(job, advance=1, solved=shown["solved"] + int(bool(record.get("solved"))),
-                       failures=shown["failures"] + failures, errors=shown["errors"] + int(bool(record.get("error"))))
+            seen["solved"] += bool(record.get("solved"))
+            seen["failures"] += ((record.get("usage") or {}).get("total") or {}).get("failures", 0)
+            seen["errors"] += bool(record.get("error"))
+            line.advance(note=f"solved {seen['solved']}  failed module calls {seen['failures']}  "
+                              f"problems failed {seen['errors']}")
 
         evaluation.on_record = tick
         try:
             summary = evaluation.run()
         except Interrupted as stop:
-            bar.stop()
+            display.stop()
             console.print(f"interrupted: {stop.finished} problem(s) finished, {stop.cancelled} not run "
                           f"(summary: {evaluation.dir / 'summary.json'}); resume with: "
                           f"{_with_option(args.argv, '--run-id', run_id)}", highlight=False, markup=False)
             return _exit_now(INTERRUPTED)
-    console.print(f"records: {evaluation.records_path}", highlight=False)
-    print(json.dumps(summary, indent=2))
+    out.print(_summary_table(summary))
+    out.print(f"summary: {evaluation.dir / 'summary.json'}\nrecords: {evaluation.records_path}\n"
+              f"see every step: map-agent view {evaluation.dir}", highlight=False, markup=False)
     if summary["records"] and summary["errors"] == summary["records"]:
         first = next(r["error"] for r in evaluation.records() if r.get("error"))
         _error(f"every problem failed ({summary['errors']} of {summary['records']}); the first: {first}")
         return 1
     return 0
+
+
+def _summary_table(summary: dict[str, Any]) -> Table:
+    """The few numbers a person reads after an evaluation; everything else is in ``summary.json``."""
+
+    def pm(stat: Any, unit: str = "%") -> str:
+        if not isinstance(stat, dict) or stat.get("mean") is None:
+            return "–"
+        sem = f" ± {stat['sem']:.1f}" if stat.get("sem") is not None else ""
+        return f"{stat['mean']:.1f}{sem}{unit}"
+
+    usage = summary.get("usage") or {}
+    calls = sum(m.get("calls", 0) for m in (usage.get("modules") or {}).values())
+    table = Table(show_header=False, box=None, pad_edge=False)
+    for name, value in (("problems", f"{summary.get('problems')} × {summary.get('runs_complete')} of "
+                                     f"{summary.get('runs_requested')} runs"),
+                        ("solved (mean ± SEM over runs)", pm(summary.get("pct_solved"))),
+                        ("invalid moves", pm(summary.get("pct_invalid"))),
+                        ("module calls", f"{calls:,} ({usage.get('model_calls', 0):,} sent to a model, "
+                                         f"{usage.get('cache_hits', 0):,} from the cache)"),
+                        ("tokens", f"{usage.get('input_tokens', 0):,} in, {usage.get('output_tokens', 0):,} out"),
+                        ("failed module calls", str(summary.get("module_failures", "–"))),
+                        ("problems failed", str(summary.get("errors", "–"))),
+                        ("wall time", f"{summary.get('wall_seconds', 0):.1f} s")):
+        table.add_row(name, value)
+    return table
 
 
 def _sqlite_checkpointer(path: str) -> Any:
@@ -443,62 +419,134 @@ def _ctrl_c() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+def tasks_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("task", nargs="?", choices=sorted(TASKS), help="this task only")
+    p.add_argument("--ids", action="store_true", help="list the task's problem ids, per split")
+
+
+def plan_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("task", choices=sorted(TASKS))
+    p.add_argument("--problem", required=True, help="problem id (map-agent tasks TASK --ids lists them)")
+    p.add_argument("--split", help="look the id up in this split only")
+    p.add_argument("--checkpoint", metavar="PATH", help="save every step in this SQLite file, so an interrupted "
+                                                        "plan can be resumed with --thread-id")
+    p.add_argument("--thread-id", help="resume (or show) this plan saved with --checkpoint")
+    p.add_argument("--json", action="store_true", help="also print the full record as JSON")
+    add_options(p, "chat model", *ROUTING_OPTIONS, "map")
+
+
+def eval_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("task", choices=sorted(TASKS))
+    p.add_argument("--split", help="default: the task's first split")
+    p.add_argument("--method", choices=ALL_METHODS, default="map",
+                   help="MAP or a baseline the paper ran on the task (zero-shot, icl, cot, mad, tot)")
+    p.add_argument("--grace", type=seconds, default=10.0, help="after Ctrl-C, seconds the problems in flight get "
+                                                               "to finish")
+    add_options(p, "runs", "limit", "concurrency", "out", "run_id", *EXECUTOR_OPTIONS, "chat model",
+                *ROUTING_OPTIONS, "map")
+
+
+class Command(NamedTuple):
+    """A subcommand: where its arguments and its handler are (``module:function``, imported only when the
+    command runs), its one-line help and an example."""
+
+    arguments: str
+    handler: str
+    help: str
+    example: str
+
+
+#: every subcommand; "eval maze-code" and "eval text-to-pddl" are evaluations that are not MAP plans
+COMMANDS: dict[str, Command] = {
+    "tasks": Command("map_agent.cli:tasks_arguments", "map_agent.cli:cmd_tasks", "list tasks and splits (to stdout)",
+                     "map-agent tasks hanoi --ids"),
+    "plan": Command("map_agent.cli:plan_arguments", "map_agent.cli:cmd_plan",
+                    "plan one problem, showing each module's work",
+                    "map-agent plan hanoi --problem 7 --backend oracle --checkpoint plans.db"),
+    "eval": Command("map_agent.cli:eval_arguments", "map_agent.cli:cmd_eval",
+                    "evaluate a task split (also: eval maze-code, eval text-to-pddl)",
+                    "map-agent eval hanoi --split test3 --runs 5 --concurrency 4 --backend oracle"),
+    "eval maze-code": Command("map_agent.eval.maze_code:add_arguments", "map_agent.eval.maze_code:cli_run",
+                              "score model-written value-iteration scripts on mazes (the paper's code evaluation)",
+                              "map-agent eval maze-code --test-set 1 --backend openai --model gpt-4o"),
+    "eval text-to-pddl": Command("map_agent.eval.text_to_pddl:add_arguments", "map_agent.eval.text_to_pddl:cli_run",
+                                 "translate Planetarium descriptions to PDDL and check equivalence",
+                                 "map-agent eval text-to-pddl --limit 8 --backend openai --model gpt-4o"),
+    "reproduce": Command("map_agent.eval.reproduce:add_arguments", "map_agent.eval.reproduce:cli_run",
+                         "run a paper table or figure (experiments/*.yaml), then report",
+                         "map-agent reproduce hanoi_ablations --backend openai --model gpt-4o --limit 2"),
+    "report": Command("map_agent.eval.report:add_arguments", "map_agent.eval.report:cli_run",
+                      "tables, figures and an HTML page from run directories",
+                      "map-agent report runs/hanoi-test3-map-openai-gpt-4o --out report"),
+    "view": Command("map_agent.view:add_arguments", "map_agent.view:cli_run",
+                    "one offline HTML page per run: every problem, step, proposal, verdict, prompt and reply",
+                    "map-agent view runs/hanoi-test3-openai-smollm2-1a2b3c4d --serve"),
+    "distill": Command("map_agent.learned.cli:distill_arguments", "map_agent.learned.cli:distill_run",
+                       "per-module training data from a task's oracles",
+                       "map-agent distill hanoi --split all3 --heldout test4 --out data/hanoi"),
+    "train": Command("map_agent.learned.cli:train_arguments", "map_agent.learned.cli:train_run",
+                     "LoRA-train the embedded model on distilled data (extra [train])",
+                     "map-agent train data/hanoi --out models/map-hanoi --steps 300"),
+    "train-critic": Command("map_agent.learned.critic_train:add_arguments", "map_agent.learned.critic_train:cli_run",
+                            "train a goal-conditioned critic (--module Evaluator=learned, --critic learned; "
+                            "extra [train])", "map-agent train-critic hanoi --split all3 --out critic.npz"),
+}
+
+
+def _load(target: str) -> Callable[..., Any]:
+    module, _, func = target.partition(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def command_for(argv: list[str]) -> tuple[str, list[str]]:
+    """The subcommand ``argv`` names and the arguments after it (``eval maze-code`` is one command)."""
+    if len(argv) >= 2 and f"{argv[0]} {argv[1]}" in COMMANDS:
+        return f"{argv[0]} {argv[1]}", argv[2:]
+    return argv[0], argv[1:]
+
+
+def subcommand_parser(name: str) -> argparse.ArgumentParser:
+    """The full parser of one subcommand, its options taken from the registry (``map_agent.options``)."""
+    command = COMMANDS[name]
+    p = command_parser(name, command.help, command.example)
+    _load(command.arguments)(p)
+    return p
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="map-agent", description="MAP, the Modular Agentic Planner",
+    """The top-level parser: ``--version``, ``--help`` and the list of subcommands."""
+    p = _Parser(prog="map-agent", description="MAP, the Modular Agentic Planner",
                                 epilog="example:\n  map-agent plan hanoi --problem 7 --backend oracle",
                                 formatter_class=_Help)
     p.add_argument("--version", action="version", version=f"%(prog)s {version('map-agent')}")
-    sub = p.add_subparsers(dest="command", required=True)
-    tasks = _subcommand(sub, "tasks", "list tasks and splits (to stdout)", "map-agent tasks hanoi --ids")
-    tasks.add_argument("task", nargs="?", choices=sorted(TASKS), help="this task only")
-    tasks.add_argument("--ids", action="store_true", help="list the task's problem ids, per split")
-    plan = _subcommand(sub, "plan", "plan one problem, showing each module's work",
-                       "map-agent plan hanoi --problem 7 --backend oracle --checkpoint plans.db")
-    plan.add_argument("task", choices=sorted(TASKS))
-    plan.add_argument("--problem", required=True, help="problem id (map-agent tasks TASK --ids lists them)")
-    plan.add_argument("--split", help="look the id up in this split only")
-    plan.add_argument("--checkpoint", metavar="PATH", help="save every step in this SQLite file, so an interrupted "
-                                                           "plan can be resumed with --thread-id")
-    plan.add_argument("--thread-id", help="resume (or show) this plan saved with --checkpoint")
-    plan.add_argument("--json", action="store_true", help="also print the full record as JSON")
-    _config_args(plan)
-    ev = _subcommand(sub, "eval", f"evaluate a task split (or: {', '.join(EVALUATIONS)}, with their own options)",
-                     "map-agent eval hanoi --split test3 --runs 5 --concurrency 4 --backend oracle")
-    ev.add_argument("task", choices=sorted(TASKS))
-    ev.add_argument("--split", help="default: the task's first split")
-    ev.add_argument("--runs", type=_int_in(1, 1000),
-                    help="runs per problem (default: the paper's for the split, e.g. Hanoi test3 5, test4 1; CogEval "
-                         "valuepath 10, detour 10, reward_revaluation 5, steppath 1)")
-    ev.add_argument("--concurrency", type=_int_in(1, 64), default=1, help="problems planned at once")
-    ev.add_argument("--grace", type=_seconds, default=10.0,
-                    help="after Ctrl-C, seconds the problems in flight get to finish")
-    ev.add_argument("--method", choices=ALL_METHODS, default="map",
-                    help="MAP or a baseline the paper ran on the task (zero-shot, icl, cot, mad, tot)")
-    ev.add_argument("--limit", type=_int_in(1, 10**6), help="first K problems only")
-    ev.add_argument("--run-id", help="name of the run directory; an existing one is resumed")
-    ev.add_argument("--out", default="runs", help="parent directory of run directories")
-    _config_args(ev)
-    for name, (_, text) in COMMANDS.items():
-        sub.add_parser(name, help=f"{text} (see map-agent {name} --help)", add_help=False)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, command in COMMANDS.items():
+        if " " not in name:
+            sub.add_parser(name, help=command.help, add_help=False)
     return p
+
+
+def parse(argv: list[str]) -> tuple[argparse.Namespace, Command]:
+    """Parse a whole command line with the subcommand's own parser; usage errors exit 2 as argparse does."""
+    if not argv or argv[0].startswith("-") or argv[0] not in COMMANDS:
+        parser().parse_args(argv)  # --help, --version, or an unknown command: argparse says so and exits
+    name, rest = command_for(argv)
+    p = subcommand_parser(name)
+    args = p.parse_args(rest)
+    args.argv, args.command = argv, name
+    try:
+        check_applicable(args, p)
+    except ValueError as e:
+        p.error(str(e))
+    return args, COMMANDS[name]
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) >= 2 and argv[0] == "eval" and argv[1] in EVALUATIONS:
-        target, rest = EVALUATIONS[argv[1]], argv[2:]
-    elif argv and argv[0] in COMMANDS:
-        target, rest = COMMANDS[argv[0]][0], argv[1:]
-    else:
-        args = parser().parse_args(argv)
-        args.argv = argv
-        target, rest = "", []
-    with _ctrl_c():  # the commands with their own parsers get the same Ctrl-C handling and one-line errors
+    args, command = parse(argv)
+    with _ctrl_c():  # every command gets the same Ctrl-C handling and one-line errors
         try:
-            if target:
-                module, _, func = target.partition(":")
-                return getattr(importlib.import_module(module), func)(rest)
-            return HANDLERS[args.command](args)
+            return _load(command.handler)(args)
         except KeyboardInterrupt:  # outside a plan or evaluation loop (loading, checking): nothing to resume
             console.print("interrupted")
             return _exit_now(INTERRUPTED)
@@ -516,10 +564,6 @@ def main(argv: list[str] | None = None) -> int:
             _error(f"{type(e).__name__}: {e} (internal error; MAP_AGENT_DEBUG=1 shows the traceback)")
             return 1
         return 2
-
-
-#: subcommand -> handler (commands with their own parsers are in EVALUATIONS and COMMANDS)
-HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {"tasks": cmd_tasks, "plan": cmd_plan, "eval": cmd_eval}
 
 
 if __name__ == "__main__":

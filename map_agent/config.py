@@ -38,6 +38,24 @@ DEVIATIONS: dict[str, tuple[Any, Any, str]] = {
     "reasoning": (True, False, "verdict-only JSON from Monitor, Evaluator and TaskDecomposer: fewer output tokens, "
                   "no reasoning before the verdict"),
     "actor_temperature": (0.0, 0.7, "the Actor samples: repeated runs explore different actions"),
+    "early_termination": (False, True, "inside the search, take a child or grandchild the Orchestrator declares at "
+                          "the goal at once (the original asks it about the children only and lets the Evaluator "
+                          "still choose): fewer Evaluator calls, and no Evaluator noise once the goal is in sight"),
+    "parse_reask": ("actor", "all", "re-ask every module, not only the Actor, after a reply that does not parse "
+                    "(parse_retries times, the error fed back); a Monitor reply that still fails rejects the action "
+                    "instead of being read as valid unless it says invalid, an Evaluator's draws the random value "
+                    "only then"),
+    "reply_budget": ("original", "model", "every module reply gets the chat model's budget (`--max-tokens`, 512 "
+                     "by default) instead of the original script's per module (`modules/base.py` REPLY_BUDGETS, "
+                     "200-2,000 tokens): one budget for a model that needs more room, or less, than GPT-4 did"),
+    "prompt_hints": (False, True, "this project's additions to the module prompts (marked `[[hint: ...]]` in "
+                     "`prompts/`): StrategyQA's worked decomposition example and 'do not restate the main question', "
+                     "CogEval's chest-room hints to Actor and Evaluator, Hanoi's extra Rule 2, Predictor and "
+                     "Orchestrator rules: help for weaker models, absent from the original's prompts"),
+    "transfer_examples": ("plans", "worked", "in a transfer split (Mystery Blocksworld from Blocksworld), the "
+                          "Actor's examples show every move with the facts it requires and the state it leads to "
+                          "(this project's worked form, the original's CoT examples) instead of the original's bare "
+                          "action lists"),
     "critic": ("off", "learned", "the Actor proposes again after a learned goal-conditioned critic names which of "
                "its proposals look good or bad (Planning without Search): one more Actor call per round"),
 }
@@ -82,6 +100,23 @@ class MAPConfig(BaseModel):
                             description="Monitor, Evaluator and TaskDecomposer reason before their verdict")
     critic: Literal["off", "learned"] = Field(
         default="off", description="'learned': the task's learned critic comments on the Actor's draft proposals")
+    parse_reask: Literal["actor", "all"] = Field(
+        default="actor", description="modules re-asked after a reply that does not parse (the original: the Actor "
+                                     "only; a Monitor reply is then valid unless its last line says invalid, an "
+                                     "Evaluator's is the random value)")
+    early_termination: bool = Field(
+        default=False, description="search takes a state the Orchestrator declares at the goal without the Evaluator "
+                                   "(the original: the Orchestrator checks the children only, the Evaluator decides)")
+    reply_budget: Literal["original", "model"] = Field(
+        default="original", description="each module's reply budget: the original script's per module, or the chat "
+                                        "model's max_tokens for all")
+    prompt_hints: bool = Field(
+        default=False, description="include this project's prompt additions ([[hint: ...]] in prompts/); the "
+                                   "original's prompts have none")
+    transfer_examples: Literal["plans", "worked"] = Field(
+        default="plans", description="how a transfer split's examples from another problem read in the Actor's "
+                                     "prompt: bare action lists (the original) or worked moves with preconditions "
+                                     "and states")
 
     def deviations(self, task: Task | None = None) -> dict[str, Any]:
         """The named deviations from the original code this configuration turns on (recorded with every run);
@@ -114,8 +149,16 @@ class MAPConfig(BaseModel):
         return self.model_copy(update={"modules": modules})
 
     def resolve(self, task: Task, problem: Problem) -> Resolved:
-        """Fill every default from the task and the problem, and check the combination makes sense."""
-        return self.for_task(task)._resolve(task, problem, self.deviations(task))
+        """Fill every default from the task and the problem, and check the combination makes sense. A problem
+        whose condition has its own script (``info["protocol"]``, e.g. CogEval transfer: no move history for the
+        Actor) sets those fields too, where the user left them at their default."""
+        chosen = self.for_task(task)
+        protocol = problem.info.get("protocol") or {}
+        if update := {f: v for f, v in protocol.items() if f not in self.model_fields_set}:
+            chosen = chosen.model_copy(update=update)
+        originals = {f: original for f, (original, _, _) in DEVIATIONS.items()} | task.protocol | protocol
+        deviations = {f: getattr(chosen, f) for f in DEVIATIONS if getattr(chosen, f) != originals[f]}
+        return chosen._resolve(task, problem, deviations)
 
     def _resolve(self, task: Task, problem: Problem, deviations: dict[str, Any]) -> Resolved:
         impls = {m: self.modules.get(m, task.default_modules.get(m, "llm")) for m in MODULES}
@@ -137,7 +180,9 @@ class MAPConfig(BaseModel):
             max_subgoals=task.max_subgoals,
             **self.model_dump(include={"actor_temperature", "retry_temperature_step", "top_p", "seed",
                                        "on_all_rejected", "evaluator_fallback", "tie_break", "single_valid",
-                                       "final_goal_first", "actor_history", "prompts", "critic"}),
+                                       "final_goal_first", "actor_history", "prompts", "critic",
+                                       "early_termination", "parse_reask", "reply_budget", "prompt_hints",
+                                       "transfer_examples"}),
             examples=self.examples and self.prompts == "paper",
             reasoning=self.reasoning,
             deviations=deviations,
@@ -172,6 +217,11 @@ class Resolved(BaseModel):
     actor_history: bool
     reasoning: bool
     critic: Literal["off", "learned"] = "off"
+    early_termination: bool = False
+    parse_reask: Literal["actor", "all"] = "actor"
+    reply_budget: Literal["original", "model"] = "original"
+    prompt_hints: bool = False
+    transfer_examples: Literal["plans", "worked"] = "plans"
     deviations: dict[str, Any] = {}
 
     def actor_sample(self, round_: int) -> int:

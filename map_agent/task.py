@@ -76,6 +76,21 @@ class Problem(BaseModel):
         return self.model_copy(update={"hidden": {}, "optimal_length": None})
 
 
+#: How a transfer split's in-context examples from another problem read (``Problem.info["transfer_form"]``, which
+#: the task's ``describe`` reads): "plans", the bare action lists (the original's ICL and MAP Actor prompts), or
+#: "worked", every move with the facts it requires and the state it leads to (the original's CoT prompts).
+TRANSFER_FORMS = ("plans", "worked")
+
+
+def transfer_form(problem: Problem, form: str) -> Problem:
+    """``problem`` with its transfer examples asked for in ``form`` (a task without such examples ignores it)."""
+    if form not in TRANSFER_FORMS:
+        raise ValueError(f"transfer form {form!r}; known: {', '.join(TRANSFER_FORMS)}")
+    if problem.info.get("transfer_form", "plans") == form:
+        return problem
+    return problem.model_copy(update={"info": {**problem.info, "transfer_form": form}})
+
+
 class Verdict(BaseModel):
     """The ground truth on one action in one state: legal or not, and why not."""
 

@@ -26,8 +26,10 @@ def test_second_identical_run_makes_zero_model_calls(tmp_path):
     second_llm = CountingOracle()
     second = MAPAgent(hanoi.problem(7), llm=second_llm, cache=cache).plan()
     assert first_llm.calls > 0 and second_llm.calls == 0
-    assert first.usage.total.cache_hits == 0
-    assert second.usage.total.cache_hits == second.usage.total.model_calls == first.usage.total.model_calls
+    assert first.usage.total.cache_hits == 0 and first.usage.total.model_calls == first_llm.calls
+    # "model calls" are requests sent to a model, "cache hits" replies the cache served: a rerun sends none
+    assert second.usage.total.model_calls == 0 and second.usage.total.cache_hits == first.usage.total.model_calls
+    assert all(r["cache_hit"] for c in second.calls for r in c["replies"])
     assert second.usage.total.input_tokens == 0  # hits cost no tokens
     assert [a.model_dump() for a in second.actions] == [a.model_dump() for a in first.actions]
 
@@ -73,14 +75,14 @@ def test_an_unparseable_reply_is_not_replayed_to_later_calls_or_runs(tmp_path):
     first_llm = FakeListChatModel(responses=["no JSON here", '{"achieved": false}'], cache=cache)
     module, inp = _orchestrator(first_llm, problem)
     result = module(inp)
-    assert result.ok and result.output.achieved is False and result.record.calls == 2
+    assert result.ok and result.output.achieved is False and result.record.model_calls == 2
     assert len(cache) == 1  # only the reply that parsed (the re-ask) is kept
 
     later_llm = FakeListChatModel(responses=['{"achieved": true}'], cache=cache)  # a later run, same prompt
     module, inp = _orchestrator(later_llm, problem)
     again = module(inp)
     assert again.ok and again.output.achieved is True  # asked the model again instead of replaying the bad reply
-    assert again.record.cache_hits == 0 and again.record.calls == 1
+    assert again.record.cache_hits == 0 and again.record.model_calls == 1
 
 
 def test_a_call_that_raised_is_never_stored(tmp_path):

@@ -21,7 +21,10 @@ def test_eval_writes_records_and_summary_and_resumes(tmp_path, capsys):
     args = ["eval", "hanoi", "--split", "test3", "--limit", "3", "--runs", "2", "--backend", "oracle",
             "--out", str(tmp_path), "--run-id", "r", "--concurrency", "2"]
     assert main(args) == 0
-    summary = json.loads(capsys.readouterr().out)
+    shown = capsys.readouterr().out  # a short table and the paths; the JSON is in summary.json only
+    assert "solved (mean ± SEM over runs)  100.0 ± 0.0%" in shown and "{" not in shown
+    assert f"summary: {tmp_path / 'r' / 'summary.json'}" in shown and f"map-agent view {tmp_path / 'r'}" in shown
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     records = read_records(tmp_path / "r" / "records.jsonl")
     assert len(records) == 6 and summary["pct_solved"]["mean"] == 100 and summary["runs_complete"] == 2
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["records"] == 6
@@ -74,4 +77,44 @@ def test_metrics_follow_the_paper():
     s = summarise(recs, runs=2)
     assert s["pct_solved"]["mean"] == 25 and round(s["pct_solved"]["sem"], 3) == 25.0
     assert s["pct_invalid"]["mean"] == 5.0  # run 0: 1/10 = 10%, run 1: 0%
-    assert s["pct_solved_best"] == 50
+    assert s["pct_solved_best_run"] == 50 and s["pct_solved_any_run"] == 50
+
+
+def test_plan_output_reads_well():
+    """Singular counts, no "(value nan)" where no Evaluator valued a step, and a proposal the Actor repeats is
+    printed once (the Monitor's memoised verdict does not come again), its repeats counted on the step's line."""
+    from map_agent.cli import _Renderer
+    from map_agent.task import get_task
+
+    shown: list[str] = []
+    notes: list[str] = []
+
+    class Line:
+        def update(self, note):
+            notes.append(note)
+
+        def advance(self):
+            notes.append("advanced")
+
+    class Collect:
+        lines = [Line()]
+
+        def print(self, text):
+            shown.append(str(text))
+
+    render = _Renderer(get_task("hanoi"), display=Collect())
+    move = {"disk": 2, "source": "A", "target": "B"}
+    render("Actor", {"proposals": {"k": {"actions": [move]}}})
+    render("Monitor", {"verdicts": {"m": {"valid": False, "feedback": "no"}},
+                       "calls": [{"input": {"action": move}}]})
+    for _ in range(9):
+        render("Actor", {"proposals": {"k": {"actions": [move]}}})
+    render("Evaluator", {"values": {"e": {"steps_to_goal": 1}}})
+    state = {"A": [0, 1], "B": [2], "C": []}
+    render("MAP", {"progress": {"steps": [{"index": 0, "choice": {"chosen": {
+        "action": move, "predicted": state, "value": float("nan")}}}]}})
+    assert shown.count("  Actor proposes: Move 2 from A to B.") == 1
+    assert "  Evaluator: 1 step to go" in shown
+    assert shown[-1].endswith("the Actor repeated earlier proposals 9 times") and "nan" not in shown[-1]
+    assert notes[:2] == ["step 1 · Actor", "step 1 · Monitor · Monitor round 1"]  # the progress line
+    assert "step 1 · Actor · Monitor round 10" in notes and notes[-1] == "advanced"

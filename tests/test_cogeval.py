@@ -280,8 +280,13 @@ def test_in_context_problems_are_never_test_problems():
                 assert p.start["room"] not in icl_starts | {8, 15}
     for split in ("detour", "reward_revaluation"):
         assert {p.start["room"] for p in TASK.problems(split)} == set(range(1, 16)) - {8, 15}
-    ids = [p.id for s in TASK.splits() for p in TASK.problems(s)]
+    # the zero-shot scripts' sets (``<split>_all``) are unions of a split and its in-context problems
+    ids = [p.id for s in TASK.splits() if not s.endswith("_all") for p in TASK.problems(s)]
     assert len(ids) == len(set(ids))
+    for split in ("valuepath", "steppath2", "steppath3", "steppath4"):
+        union = {p.id for p in TASK.problems(split)} | {p.id for p in TASK.problems(f"icl_{split.rstrip('234')}")
+                                                        if p.id.startswith(f"icl-{split}-")}
+        assert {p.id for p in TASK.problems(f"{split}_all")} == union
 
 
 def test_prompt_examples_are_never_test_problems():

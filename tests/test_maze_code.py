@@ -5,7 +5,8 @@ import json
 import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
-from map_agent.eval.maze_code import cli_main, evaluate, extract_code, messages_for, score_script
+from map_agent.cli import main
+from map_agent.eval.maze_code import evaluate, extract_code, messages_for, score_script
 from map_agent.tasks.maze.data import ANSWER_LEAD, answer, load_test_set, reference_script, training_problems
 from map_agent.tools.maze import distances_to, greedy_path, move_error, solve_maze
 from map_agent.tools.sandbox import SandboxLimits
@@ -164,15 +165,15 @@ def test_cli_main_runs_a_limited_test_set(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr("map_agent.llm.make_chat_model", make_chat_model)
     out = tmp_path / "run"
-    assert cli_main(["--test-set", "4", "--backend", "openai", "--model", "m", "--limit", "2", "--out", str(out),
-                     "--prompt", "map-agent"]) == 0
+    assert main(["eval", "maze-code", "--test-set", "4", "--backend", "openai", "--model", "m", "--limit", "2",
+                 "--out", str(tmp_path), "--run-id", "run", "--prompt", "map-agent"]) == 0
     assert calls["backend"] == "openai" and calls["model"] == "m"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["scored"] == 2 and summary["solution_accuracy"] == 1.0 and summary["test_set"] == 4
     assert summary["prompt"] == "map-agent" and summary["solution_accuracy_shortest_path"] == 1.0
     assert json.loads(capsys.readouterr().out)["code_execution_success"] == 1.0
     with pytest.raises(SystemExit):
-        cli_main(["--test-set", "5"])
+        main(["eval", "maze-code", "--test-set", "5"])
 
 
 def test_without_os_isolation_the_eval_refuses_before_asking_the_model(tmp_path, monkeypatch, capsys):
@@ -184,7 +185,7 @@ def test_without_os_isolation_the_eval_refuses_before_asking_the_model(tmp_path,
         raise AssertionError("the model was set up although no script could be run")
 
     monkeypatch.setattr("map_agent.llm.make_chat_model", make_chat_model)
-    assert cli_main(["--test-set", "1", "--limit", "1", "--out", str(tmp_path / "run")]) == 2
+    assert main(["eval", "maze-code", "--test-set", "1", "--limit", "1", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "user namespaces are disabled" in err and "--unsafe-sandbox" in err and "\n" not in err
     with pytest.raises(sandbox.SandboxUnavailable):

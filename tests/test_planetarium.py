@@ -8,7 +8,8 @@ import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
-from map_agent.eval.text_to_pddl import cli_main, extract_problem, run, score
+from map_agent.cli import main
+from map_agent.eval.text_to_pddl import extract_problem, run, score
 from map_agent.tasks.planetarium.generator import (
     BLOCKSWORLD_TASKS,
     GRIPPER_TASKS,
@@ -169,7 +170,7 @@ def test_a_failing_model_call_skips_the_instance_and_a_rerun_retries_it(tmp_path
 
 def test_cli_rejects_bad_arguments():
     with pytest.raises(SystemExit):
-        cli_main(["--limit", "many"])
+        main(["eval", "text-to-pddl", "--limit", "many"])
 
 
 def test_langchain_tools():

@@ -110,11 +110,53 @@ def test_two_layers_expand_both_children_in_parallel():
     assert {j.input["state"]["C"].__len__() for j in jobs} == {0, 1}
 
 
-def test_orchestrator_ends_search_early_when_a_prediction_reaches_the_goal():
+def test_a_child_at_the_goal_is_still_chosen_by_the_evaluator_as_the_original():
+    """toh/gpt4_map_toh.py, rollout_from_2nodes: when the Orchestrator says a child reaches the goal, the Evaluator
+    still chooses between the children (no deeper layer): an Evaluator that prefers the other child wins."""
     sb, sc, tables = _two_branch_tables()
     tables["achieved"][key(sc, G)] = {"achieved": True}
+    c = ctx(tables)
+    assert search(c, S, G) is None
+    assert sorted(j.module for j in c.jobs.values()) == ["Evaluator", "Evaluator"]  # no Actor: no deeper layer
+    tables["values"] = {key(sb, G): {"steps_to_goal": 1}, key(sc, G): {"steps_to_goal": 3}}
     choice = search(ctx(tables), S, G)
+    assert choice.chosen.action == TO_B.model_dump() and not choice.chosen.reached_goal
+    # this project's early termination takes the goal child without asking the Evaluator
+    choice = search(ctx(tables, early_termination=True), S, G)
     assert choice.chosen.action == TO_C.model_dump() and choice.chosen.reached_goal
+    assert ctx(early_termination=True).config.deviations == {"early_termination": True}
+
+
+def _grandchildren(values):
+    """Two children, each with two valid grandchildren valued ``values`` (child B's two, then child C's two)."""
+    sb, sc, tables = _two_branch_tables()
+    moves = [(TO_B, sb, (HanoiMove(disk=1, source="B", target="C"), HanoiMove(disk=2, source="B", target="C"))),
+             (TO_C, sc, (HanoiMove(disk=1, source="B", target="A"), HanoiMove(disk=2, source="C", target="B")))]
+    leaves = []
+    for first, child, pair in moves:
+        history = f"{TASK.render_action(first)} -> {TASK.render_state(child)}"
+        tables["proposals"][key(child, G, 0, history)] = dump(*pair)
+        for move in pair:
+            leaf = TASK.apply(child, move, P)
+            tables["verdicts"][key(child, move)] = {"valid": True}
+            tables["predictions"][key(child, move)] = {"next_state": leaf.model_dump()}
+            leaves.append(leaf)
+    tables["values"] = {key(leaf, G): {"steps_to_goal": v} for leaf, v in zip(leaves, values, strict=True)}
+    return tables
+
+
+def test_grandchildren_get_no_orchestrator_call_and_ties_are_drawn_among_the_tied_grandchildren():
+    tables = _grandchildren([2, 2, 2, 5])
+    c = ctx(tables)
+    choice = search(c, S, G)
+    assert choice is not None and not c.jobs  # every grandchild valued, none checked by the Orchestrator
+    assert [b.value for b in choice.branches] == [4, 4] and [b.tied_leaves for b in choice.branches] == [2, 1]
+    picks = [search(ctx(tables, seed=seed), S, G).chosen.action == TO_B.model_dump() for seed in range(300)]
+    assert 0.58 < sum(picks) / len(picks) < 0.76  # two of the three tied grandchildren lie below B
+    # a grandchild the Orchestrator would call the goal is valued like any other: here the Evaluator decides
+    tables["achieved"][key(TASK.apply(TASK.apply(S, TO_C, P), HanoiMove(disk=1, source="B", target="A"), P),
+                             G)] = {"achieved": True}
+    assert {search(ctx(tables, seed=seed), S, G).chosen.value for seed in range(5)} == {4}
 
 
 def test_without_search_one_action_is_proposed_and_no_evaluator_runs():

@@ -38,8 +38,9 @@ OUTCOMES = {
 
 
 class BaselineResult(ScoredPlan):
-    """A finished baseline run, scored by the environment; ``status`` is answered | no_plan and ``calls`` is
-    empty (a baseline makes no MAP module call)."""
+    """A finished baseline run, scored by the environment; ``status`` is answered | no_plan and ``calls`` logs
+    every request as MAP's records log module calls (module ``<method>.<kind>``, the request as input, the raw
+    replies)."""
 
     method: str
     config: BaselineConfig
@@ -86,9 +87,11 @@ class BaselineAgent:
         for phase in self.task.phases(self.problem):
             if previous is not None:
                 phase = phase.model_copy(update={"info": {**phase.info, "history": self._transcript(*previous)}})
-            attempt = get_method(self.config.method)(self.task, phase.public(), self.llm, self.config).solve()
+            method = get_method(self.config.method)(self.task, phase.public(), self.llm, self.config)
+            attempt = method.solve()
             records += attempt.records
-            results.append(self._result(phase, attempt, thread_id))
+            results.append(self._result(phase, attempt, thread_id).model_copy(
+                update={"calls": [c.model_dump(mode="json") for c in method.calls]}))
             previous = phase, attempt
         return results[-1].model_copy(update={
             "usage": Usage.from_records(records), "failures": [r for r in records if r.failed],
@@ -96,13 +99,32 @@ class BaselineAgent:
 
     def _result(self, problem: Problem, attempt: Attempt, thread_id: str) -> BaselineResult:
         execution = self.task.execute(problem, attempt.actions)
+        metrics = {**self.task.paper_metrics(problem, execution, attempt.predicted),
+                   **self._candidate_scores(problem, attempt)}
         return BaselineResult(
             task=self.task.name, problem_id=problem.id, method=self.config.method, actions=attempt.actions,
             solved=execution.solved, goal_reached=execution.goal_reached, invalid_moves=execution.n_invalid,
             status=attempt.status, outcome=OUTCOMES[attempt.status],
-            execution=execution, metrics=self.task.paper_metrics(problem, execution, attempt.predicted),
+            execution=execution, metrics=metrics,
             usage=Usage.from_records(attempt.records), failures=[r for r in attempt.records if r.failed],
             config=self.config, detail=attempt.detail, thread_id=thread_id, wall_seconds=0.0)
+
+    def _candidate_scores(self, problem: Problem, attempt: Attempt) -> dict[str, float]:
+        """ToT's score as the original's eval computed it (``toh/gpt4_tot_toh_eval.py``): every candidate plan the
+        search kept (``detail["candidates"]``) scored like a plan, by the task's original score where it has one
+        (Hanoi: on the model's predicted states), else the environment's; their mean (the "average case") and
+        whether any solves (the "best case"), beside this project's score of the first solution."""
+        plans, states = attempt.detail.get("candidates"), attempt.detail.get("candidate_states")
+        if not plans:
+            return {}
+        solved = []
+        for actions, predicted in zip(plans, states or [[] for _ in plans], strict=True):
+            moves = [self.task.Action.model_validate(a) for a in actions][: problem.max_actions]
+            execution = self.task.execute(problem, moves)
+            paper = self.task.paper_metrics(problem, execution, predicted)
+            solved.append(bool(paper.get("paper_solved", execution.solved)))
+        return {"tot_mean_solved": 100 * sum(solved) / len(solved), "tot_best_solved": any(solved),
+                "tot_candidates": float(len(solved))}
 
     def _transcript(self, problem: Problem, attempt: Attempt) -> str:
         """A phase's answer as the next phase sees it: its moves with the states the model wrote or, when it wrote

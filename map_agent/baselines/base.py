@@ -23,14 +23,14 @@ import json
 from abc import ABC, abstractmethod
 from functools import cache
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, ConfigDict, Field
 
-from map_agent.modules.base import CallRecord, LLMModule, ModuleResult
-from map_agent.task import Problem, Task, canonical
+from map_agent.modules.base import CallRecord, LLMModule, ModuleCall, ModuleResult, apply_hints
+from map_agent.task import Problem, Task, canonical, transfer_form
 
 S = TypeVar("S", bound=BaseModel)
 A = TypeVar("A", bound=BaseModel)
@@ -89,14 +89,26 @@ class ReasonedPlanReply(BaseModel, Generic[A, S]):
     steps: list[ReasonedStep[A, S]] = Field(min_length=1, description="the plan, first move first")  # type: ignore
 
 
+class ThoughtPlanReply(BaseModel, Generic[A, S]):
+    """Chain of thought reasoned once, then the bare plan: the original's Logistics CoT ("Thoughts:" before the
+    plan), about 70 output tokens a step cheaper than reasoning before every move."""
+
+    reasoning: str = Field(description="how to reach the goal, worked out before the plan")
+    steps: list[PlanStep[A, S]] = Field(min_length=1, description="the plan, first move first")  # type: ignore
+
+
+#: how a whole-plan reply reasons: not at all, before every move, or once before the plan
+Reasoning = Literal["none", "per_step", "once"]
+_REPLIES: dict[str, type[BaseModel]] = {"none": PlanReply, "per_step": ReasonedPlanReply, "once": ThoughtPlanReply}
+
+
 @cache
-def plan_reply(task_name: str, reasoned: bool) -> type[BaseModel]:
+def plan_reply(task_name: str, reasoning: Reasoning) -> type[BaseModel]:
     """The reply model of a whole-plan request for a task (cached: JSON schemas are built once)."""
     from map_agent.task import get_task
 
     task = get_task(task_name)
-    model = ReasonedPlanReply if reasoned else PlanReply
-    return model[task.Action, task.State]  # type: ignore[index]
+    return _REPLIES[reasoning][task.Action, task.State]  # type: ignore[index]
 
 
 class Attempt(BaseModel):
@@ -116,15 +128,29 @@ class Attempt(BaseModel):
 
 
 class Sampling(BaseModel):
-    """Sampling of a method's requests (the original's: temperature 0 and top-p 0 unless it says otherwise, and
-    its reply budget: 2000 tokens for a whole plan -- a four-disk plan with its states outgrows the factory's
-    default of 512 -- and 1000 for a tree-of-thoughts step)."""
+    """Sampling of a method's requests (the original's: temperature 0 and top-p 0 unless it says otherwise) and
+    the reply budget, which each method sets per task as the original's script did (``Method.budget``)."""
 
     model_config = ConfigDict(frozen=True)
 
     temperature: float = 0.0
     top_p: float | None = 0.0
-    max_tokens: int = 2000
+    max_tokens: int
+
+
+#: The original scripts' reply budget (``max_tokens``) of one request, per method and task: whole plans 2000
+#: tokens (Hanoi, PlanBench, StrategyQA CoT; PlanBench CoT 4000), 1000 on CogEval, and 1000 for every
+#: tree-of-thoughts request (``models.gpt``'s default). A smaller cap would cut long plans and count them as
+#: planning failures (``summary.json`` counts cut replies apart: ``truncated_replies``).
+REPLY_BUDGETS: dict[str, dict[str, int]] = {
+    "zero-shot": {"cogeval": 1000},
+    "icl": {"cogeval": 1000},
+    "cot": {"cogeval": 1000, "mystery_blocksworld": 4000, "logistics": 4000},
+    "mad": {"cogeval": 1000},
+    "tot": {},
+}
+DEFAULT_BUDGET = {"tot": 1000}
+WHOLE_PLAN_BUDGET = 2000
 
 
 class BaselineCall(LLMModule):
@@ -189,10 +215,26 @@ class Method(ABC):
         self.config = config
         self.settings = self.Settings.model_validate({**self.paper_settings.get(task.name, {}), **config.settings})
         self.records: list[CallRecord] = []
+        #: every request as a record's ``calls`` logs it, in MAP's format: the request, the reply, the raw replies
+        self.calls: list[ModuleCall] = []
 
     @property
     def max_actions(self) -> int:
         return self.config.max_actions or self.problem.max_actions
+
+    def request_variant(self) -> str:
+        """A named variant of the request file (``<file>.<variant>.md``), for a method setting that changes it."""
+        return ""
+
+    def transfer_form(self) -> str:
+        """How a transfer split's examples from another problem read in the task description
+        (``map_agent.task.TRANSFER_FORMS``): the original's ICL prompts showed bare action lists."""
+        return "plans"
+
+    @property
+    def budget(self) -> int:
+        """Output tokens one request may use: the original script's for this method and task."""
+        return REPLY_BUDGETS.get(self.name, {}).get(self.task.name, DEFAULT_BUDGET.get(self.name, WHOLE_PLAN_BUDGET))
 
     @abstractmethod
     def solve(self) -> Attempt: ...
@@ -202,7 +244,7 @@ class Method(ABC):
 
     def ask(self, kind: str, messages: list[BaseMessage], reply: type[BaseModel], sampling: Sampling,
             request: Request | None = None) -> ModuleResult:
-        """Send one request; its accounting joins the method's records."""
+        """Send one request; its accounting joins the method's records, the request and its replies its calls."""
         if self.llm is None:
             raise ValueError(f"{self.name}: no chat model to ask")
         request = request or Request(kind=kind)
@@ -211,6 +253,7 @@ class Method(ABC):
                             seed=self.config.seed * 1000 + request.sample)
         result = call(request)
         self.records.append(result.record)
+        self.calls.append(ModuleCall.of(result, "llm", request.model_dump(mode="json")))
         return result
 
     def attempt(self, actions: list[Any], predicted: list[Any] | None = None, **detail: Any) -> Attempt:
@@ -251,7 +294,8 @@ def schema_line(reply: type[BaseModel]) -> str:
 
 def system_message(task: Task, problem: Problem, instructions: str, reply: type[BaseModel]) -> SystemMessage:
     """The task description every MAP module receives, the baseline's instructions and the reply schema."""
-    return SystemMessage("\n\n".join([task.describe(problem), instructions, schema_line(reply)]))
+    # the baselines use the original's task description, without this project's MAP prompt hints
+    return SystemMessage("\n\n".join([apply_hints(task.describe(problem), False), instructions, schema_line(reply)]))
 
 
 def problem_text(task: Task, start: BaseModel, goal: BaseModel, label: str = "Starting state") -> str:
@@ -260,12 +304,14 @@ def problem_text(task: Task, start: BaseModel, goal: BaseModel, label: str = "St
 
 class Example(BaseModel):
     """An in-context problem of the original, as data: start, goal and the plan, each step with the state it
-    leads to and, for chain of thought, its reasoning. ``context`` marks an example from another environment than
-    the problem's (a transfer setting): it is shown before the example and the example is never the problem."""
+    leads to and, for chain of thought, its reasoning (``reasoning``: the same reasoning written once before the
+    plan, where the original reasoned once). ``context`` marks an example from another environment than the
+    problem's (a transfer setting): it is shown before the example and the example is never the problem."""
 
     start: dict[str, Any]
     goal: dict[str, Any]
     steps: list[dict[str, Any]]
+    reasoning: str = ""
     context: str = ""
 
 
@@ -308,7 +354,7 @@ def _example_turn(task_name: str, shot_json: str, request: str, reply: type[Base
 
     task, shot = get_task(task_name), Example.model_validate_json(shot_json)
     text = problem_text(task, task.State.model_validate(shot.start), task.Goal.model_validate(shot.goal))
-    answer = reply.model_validate({"steps": shot.steps})
+    answer = reply.model_validate({"steps": shot.steps, "reasoning": shot.reasoning})
     context = f"{shot.context.strip()}\n" if shot.context else ""
     return HumanMessage(f"{context}{text}\n{request}"), AIMessage(answer.model_dump_json(exclude_none=True))
 
@@ -318,14 +364,17 @@ def plan_request(task: Task, problem: Problem, file: str, max_actions: int) -> s
     return read_prompt(task, problem, file).format(max_actions=max_actions)
 
 
-def plan_messages(method: Method, *, reasoned: bool, shots_file: str | None) -> tuple[list[BaseMessage], str,
-                                                                                       type[BaseModel]]:
-    """The messages of a whole-plan request: system, examples (if any), the problem; plus the request text."""
+def plan_messages(method: Method, *, reasoning: Reasoning, shots_file: str | None) -> tuple[list[BaseMessage], str,
+                                                                                             type[BaseModel]]:
+    """The messages of a whole-plan request: system, examples (if any), the problem; plus the request text
+    (``plan.md``; chain of thought ``cot.md``, or ``cot.once.md`` where it reasons once before the plan)."""
     task, problem = method.task, method.problem
-    reply = plan_reply(task.name, reasoned)
-    request = plan_request(task, problem, "cot.md" if reasoned else "plan.md", method.max_actions)
+    reply = plan_reply(task.name, reasoning)
+    file = {"none": "plan", "per_step": "cot", "once": "cot.once"}[reasoning]
+    variant = method.request_variant()
+    request = plan_request(task, problem, f"{file}.{variant}.md" if variant else f"{file}.md", method.max_actions)
     intro = read_prompt(task, problem, "intro.md")
-    messages: list[BaseMessage] = [system_message(task, problem, intro, reply)]
+    messages: list[BaseMessage] = [system_message(task, transfer_form(problem, method.transfer_form()), intro, reply)]
     if shots_file:
         messages += example_messages(task, examples(task, problem, shots_file), request, reply)
     messages.append(HumanMessage(f"{problem_text(task, task.start(problem), task.goal(problem))}\n{request}"))
@@ -343,18 +392,21 @@ def states_of(reply: BaseModel | None) -> list[Any]:
 class WholePlanMethod(Method):
     """One request for the whole plan at temperature 0 and top-p 0 (zero-shot, ICL, CoT)."""
 
-    reasoned: ClassVar[bool] = False
     shots_file: ClassVar[str | None] = None
 
     def shots(self) -> str | None:
         return self.shots_file
 
+    def reasoning(self) -> Reasoning:
+        return "none"
+
     def first_prompts(self) -> list[list[BaseMessage]]:
-        return [plan_messages(self, reasoned=self.reasoned, shots_file=self.shots())[0]]
+        return [plan_messages(self, reasoning=self.reasoning(), shots_file=self.shots())[0]]
 
     def solve(self) -> Attempt:
-        messages, _, reply = plan_messages(self, reasoned=self.reasoned, shots_file=self.shots())
-        result = self.ask("plan", messages, reply, Sampling(), Request(kind="plan", state=self.problem.start))
+        messages, _, reply = plan_messages(self, reasoning=self.reasoning(), shots_file=self.shots())
+        result = self.ask("plan", messages, reply, Sampling(max_tokens=self.budget),
+                          Request(kind="plan", state=self.problem.start))
         if not result.ok:
             return Attempt(records=self.records, status="no_plan")
         return self.attempt(actions_of(result.output), states_of(result.output),

@@ -40,7 +40,7 @@ class MAD(Method):
         top_p: float | None = None
 
     def _opening(self) -> tuple[list[BaseMessage], str, type[BaseModel]]:
-        return plan_messages(self, reasoned=False, shots_file="examples.json")
+        return plan_messages(self, reasoning="none", shots_file="examples.json")
 
     def first_prompts(self) -> list[list[BaseMessage]]:
         return [self._opening()[0]]
@@ -54,7 +54,8 @@ class MAD(Method):
 
     def solve(self) -> Attempt:
         opening, request, reply = self._opening()
-        sampling = Sampling(temperature=self.settings.temperature, top_p=self.settings.top_p)
+        sampling = Sampling(temperature=self.settings.temperature, top_p=self.settings.top_p,
+                            max_tokens=self.budget)
         contexts = [list(opening) for _ in range(self.settings.agents)]
         answers: list[list[BaseModel | None]] = []  # per round, per agent
         for round_ in range(self.settings.rounds):

@@ -65,7 +65,8 @@ def answer(task: Task, problem: Problem, request: dict[str, Any]) -> dict[str, A
     if kind in ("plan", "answer"):
         moves = optimal_moves(task, problem, state, problem.max_actions)
         steps = [{"reasoning": NOTE, "action": dump(a), "state": dump(s)} for a, s in moves]
-        return {"steps": steps} if kind == "plan" else steps[0]
+        # a plan reasoned once carries its reasoning beside the steps; the other plan shapes ignore it
+        return {"reasoning": NOTE, "steps": steps} if kind == "plan" else steps[0]
     if kind == "propose":
         return {"options": [{"action": dump(a), "state": dump(task.apply(state, a, problem))}
                             for a in task.legal_actions(state, problem)]}

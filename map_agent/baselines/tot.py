@@ -14,7 +14,9 @@ Two forms, as in the original code:
   ``Task.evaluator_fallback`` (Hanoi: 1..7 as the original) or, for PlanBench, 50 (``unparsed="impossible"``).
   Values are memoised per problem, as the original's ``value_cache``.
   The plan scored is the lowest-valued solution (the earliest found on a tie), else the lowest-valued path
-  left; the original kept every candidate and averaged over them (all are in the record's ``detail``).
+  left; the original kept every candidate and averaged over them (all are in the record's ``detail``, and the
+  record's metrics score them as the original did: ``tot_mean_solved`` the share of candidates solved,
+  ``tot_best_solved`` whether any is, ``tot_candidates``; ``BaselineAgent._result``).
   A path ends where ``Task.visible_terminal`` says so, read on the model's predicted state and the public
   problem: the visible goal, or for CogEval's Valuepath family (whose goal hides its room) any chest room, as
   ``cogeval/tot_valuepath.py``, ``tot_detour.py`` and ``tot_reward_reval.py`` stopped there; the judge then
@@ -102,7 +104,7 @@ class ToT(Method):
 
     @property
     def sampling(self) -> Sampling:
-        return Sampling(temperature=self.settings.temperature, top_p=self.settings.top_p, max_tokens=1000)
+        return Sampling(temperature=self.settings.temperature, top_p=self.settings.top_p, max_tokens=self.budget)
 
     def solve(self) -> Attempt:
         return self._vote() if self.settings.search == "vote" else self._bfs()
@@ -202,7 +204,8 @@ class ToT(Method):
         best = candidates[0]
         return self.attempt([task.Action.model_validate(a) for a, _ in best], [s for _, s in best],
                             solutions=len(solutions),
-                            candidates=[[a for a, _ in c] for c in candidates])
+                            candidates=[[a for a, _ in c] for c in candidates],
+                            candidate_states=[[s for _, s in c] for c in candidates])
 
     def _value(self, path: list[tuple[dict, dict]], goal: BaseModel, memo: dict[str, int],
                rng: random.Random) -> int:

@@ -66,6 +66,7 @@ def metrics(module: str, tally: Tally) -> dict[str, float | int | None]:
     """The module's rates from its counts (``None`` where nothing was there to measure)."""
     c = tally.counts.get
     out: dict[str, float | int | None] = {"calls": tally.calls, "failed": tally.failed,
+                                          "failure_rate": _rate(tally.failed, tally.calls),
                                           "unscorable": tally.unscorable}
     if module == "Monitor":
         tp, fp, fn, tn = c("tp", 0), c("fp", 0), c("fn", 0), c("tn", 0)
@@ -252,11 +253,25 @@ def _ordered(tallies: dict[str, Tally]) -> dict[str, Tally]:
     return {m: tallies[m] for m in MODULES if m in tallies}
 
 
-def aggregate(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Sum the per-record diagnostics of a run into per-module rates, and name the weakest module.
+def health(module: str, rates: dict[str, Any]) -> float:
+    """How well a module works, 0 to 1: the lower of its headline rate (``SCORES``) and the share of its calls
+    that returned an output. A module whose every call failed has no headline rate, but it is as broken as a
+    module can be: 0."""
+    done = 1 - (rates.get("failure_rate") or 0)
+    score = rates.get(SCORES[module])
+    return done if score is None else min(score, done)
 
-    ``weakest`` is the module with the lowest headline rate (``SCORES``), where a user should look first; None
-    when every module is always right.
+
+def all_failed(rates: dict[str, Any]) -> bool:
+    return bool(rates.get("calls")) and rates.get("failed") == rates.get("calls")
+
+
+def aggregate(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Sum the per-record diagnostics of a run into per-module rates, rank the modules and name the weakest.
+
+    ``ranking`` orders the modules weakest first by ``health`` (a module whose every call failed before any other
+    at 0); ``weakest`` is its first, where a user should look first, or None when every module is always right
+    and no call failed. ``scores`` holds the headline rates that are defined.
     """
     tallies: dict[str, Tally] = {}
     for r in records:
@@ -264,7 +279,7 @@ def aggregate(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
             _merge(tallies, {module: Tally.model_validate({k: v for k, v in d.items() if k != "metrics"})})
     modules = {m: metrics(m, t) for m, t in _ordered(tallies).items()}
     scored = {m: v[SCORES[m]] for m, v in modules.items() if v.get(SCORES[m]) is not None}
-    weakest = min(scored, key=scored.get) if scored else None
-    return {"modules": modules, "scores": scored,
-            "weakest": weakest if weakest is not None and scored[weakest] < 1 else None}
+    ranking = sorted(modules, key=lambda m: (health(m, modules[m]), not all_failed(modules[m])))
+    weakest = ranking[0] if ranking and health(ranking[0], modules[ranking[0]]) < 1 else None
+    return {"modules": modules, "scores": scored, "ranking": ranking, "weakest": weakest}
 

@@ -31,7 +31,7 @@ import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from pydantic import BaseModel, Field
 
 from map_agent.eval.records import append_record, read_records
+from map_agent.options import add_options, chat_options, int_in, seconds
 from map_agent.tasks.maze.data import (
     ANSWER_LEAD,
     DEFAULT_SEED,
@@ -158,8 +159,9 @@ def messages_for(problem: MazeProblem, shots: Sequence[MazeProblem] = (),
 
 def evaluate(llm: BaseChatModel, problems: Sequence[MazeProblem], out: Path | str, *, shots: int = 0,
              prompt: Prompt = "paper", seed: int = DEFAULT_SEED, limits: SandboxLimits | None = None,
-             meta: dict[str, Any] | None = None) -> dict[str, Any]:
+             meta: dict[str, Any] | None = None, tick: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Ask ``llm`` for a script per problem, score it, append to ``out/records.jsonl``; returns the summary.
+    ``tick(note)`` is called after each problem (a progress display: a script takes a model call and a sandbox).
 
     A problem whose model call fails (network, quota) gets no record, so the next run retries it. Raises
     SandboxUnavailable, before any model call, where the scripts could not be run under OS isolation.
@@ -171,8 +173,11 @@ def evaluate(llm: BaseChatModel, problems: Sequence[MazeProblem], out: Path | st
     done = {r["id"] for r in read_records(records) if "id" in r}
     examples = training_problems(max(shots, 1), seed)[:shots]
     failures: dict[str, str] = {}
+    tick = tick or (lambda note: None)
+    succeeded = 0
     for problem in problems:
         if problem.id in done:
+            tick(f"{problem.id}: done earlier")
             continue
         started = time.perf_counter()
         try:
@@ -180,6 +185,7 @@ def evaluate(llm: BaseChatModel, problems: Sequence[MazeProblem], out: Path | st
         except Exception as e:  # the model's failure is this problem's, never the run's
             failures[problem.id] = f"{type(e).__name__}: {e}"[:500]
             print(f"maze-code: {problem.id}: model call failed: {failures[problem.id]}", file=sys.stderr)
+            tick(f"{len(failures)} model calls failed")
             continue
         text = reply.content if isinstance(reply.content, str) else str(reply.content)
         score = score_script(extract_code(text), problem, limits)
@@ -191,6 +197,8 @@ def evaluate(llm: BaseChatModel, problems: Sequence[MazeProblem], out: Path | st
                   "output_tokens": usage.get("output_tokens", 0),
                   "total_seconds": time.perf_counter() - started}
         append_record(records, record)
+        succeeded += score.executed
+        tick(f"scripts ran {succeeded}")
     summary = summarise(records, [p.id for p in problems], {"prompt": prompt, "shots": shots, **(meta or {})})
     summary["model_failures"] = failures
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
@@ -215,28 +223,24 @@ def summarise(records: Path, ids: Sequence[str], meta: dict[str, Any]) -> dict[s
             "output_tokens": sum(r.get("output_tokens", 0) for r in rows)}
 
 
-def cli_main(argv: list[str]) -> int:
-    """``map-agent eval maze-code --test-set K [--backend B] [--model M] [--limit N] [--prompt P] [--out DIR]``."""
-    parser = argparse.ArgumentParser(prog="map-agent eval maze-code",
-                                     description="Score model-written value-iteration scripts on mazes.")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``map-agent eval maze-code``'s arguments: its own, then the shared ones (``map_agent.options``)."""
     parser.add_argument("--test-set", type=int, choices=TEST_SETS, required=True)
-    parser.add_argument("--backend", default="openai", help="chat-model backend (map_agent.llm.BACKENDS)")
-    parser.add_argument("--model", default=None, help="model name or path for the backend")
-    parser.add_argument("--limit", type=int, default=None, help="first N problems only")
-    parser.add_argument("--out", default=None, help="run folder (default runs/maze-code-test<K>-<model>)")
-    parser.add_argument("--shots", type=int, default=0, help="solved training examples before the problem")
+    parser.add_argument("--shots", type=int_in(0, 20), default=0,
+                        help="solved training examples before the problem")
     parser.add_argument("--prompt", choices=PROMPTS, default="paper",
                         help="the paper's prompt (default) or this project's system prompt and chat turns (map-agent)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="data seed (test and training mazes)")
-    parser.add_argument("--max-tokens", type=int, default=2048, help="longest reply (a script needs ~1000)")
-    parser.add_argument("--timeout", type=float, default=20.0, help="wall-clock seconds per script")
+    parser.add_argument("--script-timeout", type=seconds, default=20.0, help="wall-clock seconds per script")
     parser.add_argument("--unsafe-sandbox", action="store_true",
                         help="where the OS cannot isolate model code (no user namespaces, seccomp or Landlock), run "
                              "it anyway with rlimits, seccomp and Landlock as available: trusted models only")
-    args = parser.parse_args(argv)
-    if args.limit is not None and args.limit < 1:
-        parser.error("--limit must be at least 1")
-    limits = SandboxLimits(wall_s=args.timeout, cpu_s=max(1, int(args.timeout)),
+    add_options(parser, "limit", "out", "run_id", "seed", "chat model", defaults={"seed": DEFAULT_SEED},
+                backends=("openai", "local"))
+
+
+def cli_run(args: argparse.Namespace) -> int:
+    """Run ``map-agent eval maze-code`` (the CLI parsed ``args``); exit status."""
+    limits = SandboxLimits(wall_s=args.script_timeout, cpu_s=max(1, int(args.script_timeout)),
                            allow_weak_isolation=args.unsafe_sandbox)
     try:
         check_isolation(limits)
@@ -245,13 +249,17 @@ def cli_main(argv: list[str]) -> int:
         return 2
     from map_agent.llm import make_chat_model
 
-    llm = make_chat_model(args.backend, args.model, max_tokens=args.max_tokens)
+    llm = make_chat_model(args.backend, args.model, **chat_options(args, max_tokens=2048))  # a script: ~1000
     problems = load_test_set(args.test_set, args.seed)[: args.limit]
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(args.model or args.backend))
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(args.model).name if args.model else args.backend)
     suffix = "" if args.prompt == "paper" else f"-{args.prompt}"
-    out = Path(args.out or f"runs/maze-code-test{args.test_set}-{name}{suffix}")
+    out = Path(args.out) / (args.run_id or f"maze-code-test{args.test_set}-{name}{suffix}")
     meta = {"test_set": args.test_set, "backend": args.backend, "model": args.model, "seed": args.seed}
-    summary = evaluate(llm, problems, out, shots=args.shots, prompt=args.prompt, seed=args.seed, limits=limits,
-                       meta=meta)
+    from map_agent.progress import progress
+
+    with progress(out.name, len(problems)) as display:
+        summary = evaluate(llm, problems, out, shots=args.shots, prompt=args.prompt, seed=args.seed,
+                           limits=limits, meta=meta, tick=lambda note: display.lines[0].advance(note=note))
+    print(f"records: {out / 'records.jsonl'}", file=sys.stderr)
     print(json.dumps({k: v for k, v in summary.items() if k != "model_failures"}, indent=2))
     return 0

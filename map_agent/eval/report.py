@@ -4,8 +4,9 @@ From each run directory (``config.json``, ``records.jsonl``; ``cell.json`` when 
 the report writes, into one folder:
 
 * ``results.md/.csv`` and ``solved_<task>.png/.svg`` -- % solved and % invalid per method and split, mean ± SEM over
-  runs, each run as a dot, the best-of-runs as a light bar (the paper's Fig. 2B/3B style), and the paper's own
-  number beside it where the paper states one (``published.yaml`` names the source of each);
+  runs, each run as a dot, the best run as a light bar (the paper's Fig. 2B/3B style), the share solved in any
+  run in the table, and the paper's own number beside ours *by the same definition* where the paper states one
+  (``published.yaml`` names the source and the definition of each);
 * ``cost.md/.csv``, ``cost_modules.md/.csv`` and ``cost.png/.svg`` -- per problem: module calls, model calls, cache
   hits, tokens and wall time, per method and per module, with and without the prompt cache;
 * ``diagnostics.md/.csv`` and ``diagnostics.png/.svg`` -- each module judged against ground truth
@@ -27,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from map_agent.eval.diagnostics import SCORES
+from map_agent.eval.diagnostics import SCORES, all_failed
 from map_agent.eval.records import read_records
-from map_agent.eval.runner import latest, summarise
+from map_agent.eval.runner import latest, mean_sem, pct_invalid, summarise
 from map_agent.task import MODULES
 
 #: bar colours per method, fixed so the same method looks the same in every figure; also the paper's order
@@ -53,6 +54,9 @@ class Published(BaseModel):
     metric: str
     value: float
     source: str
+    #: the original repository's per-run results, where its README publishes them, and the line that does
+    runs: list[float] = Field(default_factory=list)
+    runs_source: str | None = None
 
 
 def published() -> list[Published]:
@@ -95,21 +99,42 @@ class Run(BaseModel):
                    summary=summarise(records, config["runs"]))
 
     def per_run(self) -> dict[str, list[float]]:
-        """% solved and % invalid of each run index (the dots of the figures)."""
+        """% solved and % invalid of each run index (the dots of the figures); a run that made no move has no
+        % invalid, so no dot."""
         by_run: dict[int, list[dict[str, Any]]] = {}
         for r in latest(self.records).values():
             by_run.setdefault(r["run"], []).append(r)
         solved, invalid = [], []
         for recs in by_run.values():
             solved.append(100 * sum(bool(r.get("solved")) for r in recs) / len(recs))
-            moves = sum(r.get("execution", {}).get("n_actions", 0) for r in recs)
-            bad = sum(r.get("execution", {}).get("n_invalid", 0) for r in recs)
-            invalid.append(100 * bad / moves if moves else 0.0)
+            if (pct := pct_invalid(recs)) is not None:
+                invalid.append(pct)
         return {"pct_solved": solved, "pct_invalid": invalid}
 
-    def paper(self, metric: str, entries: list[Published]) -> Published | None:
-        return next((e for e in entries if (e.task, e.split, e.method, e.variant, e.metric)
-                     == (self.task, self.split, self.method, self.variant, metric)), None)
+    def published(self, entries: list[Published]) -> list[Published]:
+        """The paper's numbers for this run's cell, in any definition."""
+        return [e for e in entries if (e.task, e.split, e.method, e.variant)
+                == (self.task, self.split, self.method, self.variant)]
+
+    def ours(self, metric: str) -> float | None:
+        """This run's number under a published entry's definition: a summary field, or ``metrics.<name>`` (the
+        task's scores as the original computed them, e.g. Hanoi's from the Predictor's states)."""
+        if metric.startswith("metrics."):
+            value = (self.summary["metrics"].get(metric.removeprefix("metrics.")) or {}).get("mean")
+        else:
+            value = self.summary.get(metric)
+        return value.get("mean") if isinstance(value, dict) else value
+
+
+#: what each published definition is, in the tables' words; which panel of the figure it belongs to
+DEFINITIONS: dict[str, tuple[str, str]] = {
+    "pct_solved": ("% solved", "pct_solved"),
+    "pct_solved_any_run": ("% solved in any run", "pct_solved"),
+    "metrics.paper_solved": ("% solved, scored on the Predictor's states", "pct_solved"),
+    "pct_invalid": ("% invalid", "pct_invalid"),
+    "metrics.paper_pct_invalid": ("% invalid, on the Predictor's states", "pct_invalid"),
+    "metrics.pct_invalid_per_problem": ("% invalid, mean per problem", "pct_invalid"),
+}
 
 
 def _config_variant(config: dict[str, Any]) -> str | None:
@@ -160,9 +185,13 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _pm(stat: dict[str, Any]) -> str | None:
+#: how a table shows a rate with nothing to measure (% invalid of runs that made no move)
+UNDEFINED = "n/a"
+
+
+def _pm(stat: dict[str, Any], undefined: str | None = None) -> str | None:
     if stat.get("mean") is None:
-        return None
+        return undefined
     return f"{stat['mean']:.1f}" + (f" ± {stat['sem']:.1f}" if stat.get("sem") is not None else "")
 
 
@@ -170,15 +199,21 @@ def results_table(runs: list[Run], entries: list[Published], unavailable: list[d
     rows = []
     for r in runs:
         s = r.summary
-        paper = [r.paper(m, entries) for m in ("pct_solved", "pct_solved_best", "pct_invalid")]
+        paper = "; ".join(f"{DEFINITIONS[e.metric][0]}: {_num(r.ours(e.metric))} (paper {e.value:g})"
+                          for e in r.published(entries) if e.metric in DEFINITIONS)
         rows.append([r.task, r.split, r.label, r.model or r.backend, s["runs_complete"], s["problems"],
-                     _pm(s["pct_solved"]), s["pct_solved_best"], _pm(s["pct_invalid"]),
-                     *[p.value if p else None for p in paper]])
+                     _pm(s["pct_solved"]), s["pct_solved_best_run"], s["pct_solved_any_run"],
+                     _pm(s["pct_invalid"], UNDEFINED), s["no_plan"], s["truncated_replies"], paper or None])
     for u in unavailable:
-        rows.append([u["task"], u["split"], u["label"], "not available: " + u["reason"], *[None] * 8])
+        rows.append([u["task"], u["split"], u["label"], "not available: " + u["reason"], *[None] * 9])
     return Table(title="% solved and % invalid (mean ± SEM over runs)",
                  columns=["task", "split", "method", "model", "runs", "problems", "% solved", "% solved (best run)",
-                          "% invalid", "paper % solved", "paper % solved (best)", "paper % invalid"], rows=rows)
+                          "% solved in any run", "% invalid", "no plan", "replies cut at the token limit",
+                          "ours beside the paper's, same definition"], rows=rows)
+
+
+def _num(value: float | None) -> str:
+    return UNDEFINED if value is None else f"{value:.1f}"
 
 
 def _per_problem(r: Run) -> int:
@@ -188,17 +223,17 @@ def _per_problem(r: Run) -> int:
 def cost_table(runs: list[Run]) -> Table:
     """Per problem (one problem in one run): what each method costs, with and without the prompt cache.
 
-    With the cache a hit costs no tokens; "without cache" counts every model call as sent, its tokens estimated at
-    the mean of the calls actually sent in this run.
+    With the cache a hit costs no tokens; "without cache" counts every reply as sent (model calls plus cache
+    hits), its tokens estimated at the mean of the calls actually sent in this run.
     """
     rows = []
     for r in runs:
         u, n = r.summary["usage"], _per_problem(r)
         calls = sum(m.get("calls", 0) for m in u["modules"].values())
-        sent = u["model_calls"] - u["cache_hits"]
+        sent, replies = u["model_calls"], u["model_calls"] + u["cache_hits"]
         tokens = u["input_tokens"] + u["output_tokens"]
-        uncached = tokens / sent * u["model_calls"] if sent else None
-        rows.append([r.task, r.split, r.label, n, calls / n, u["model_calls"] / n, u["cache_hits"] / n, sent / n,
+        uncached = tokens / sent * replies if sent else None
+        rows.append([r.task, r.split, r.label, n, calls / n, replies / n, u["cache_hits"] / n, sent / n,
                      u["input_tokens"] / n, u["output_tokens"] / n, tokens / n,
                      uncached / n if uncached is not None else None, r.summary["plan_seconds"] / n])
     return Table(title="Cost per problem (with the prompt cache, and without it)",
@@ -230,11 +265,12 @@ def diagnostics_table(runs: list[Run]) -> Table:
     for r in runs:
         d = r.summary.get("diagnostics") or {}
         for module, m in (d.get("modules") or {}).items():
-            rows.append([r.task, r.split, r.label, module, m["calls"], m["failed"], m["unscorable"],
-                         *[m.get(k) for k in DIAGNOSTIC_COLUMNS], "weakest" if d.get("weakest") == module else ""])
+            rows.append([r.task, r.split, r.label, module, m["calls"], m["failed"], m.get("failure_rate"),
+                         m["unscorable"], *[m.get(k) for k in DIAGNOSTIC_COLUMNS],
+                         "weakest" if d.get("weakest") == module else ""])
     return Table(title="Module diagnostics against ground truth (LLM module calls)",
-                 columns=["task", "split", "method", "module", "calls", "failed", "unscorable", *DIAGNOSTIC_COLUMNS,
-                          ""], rows=rows)
+                 columns=["task", "split", "method", "module", "calls", "failed", "failure rate", "unscorable",
+                          *DIAGNOSTIC_COLUMNS, ""], rows=rows)
 
 
 # -- figures --------------------------------------------------------------------------------------------------------
@@ -244,9 +280,16 @@ def _plt():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # constrained layout: titles, labels and the outside legends get their room instead of overlapping
     plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
-                         "svg.fonttype": "none"})
+                         "svg.fonttype": "none", "figure.constrained_layout.use": True})
     return plt
+
+
+def _name(r: Run) -> str:
+    """A run's name in the figures: method and variant (the label), the model (or the backend), task and split,
+    so two models or two variants never share a bar's name."""
+    return f"{r.label}\n{r.model or r.backend}, {r.task}/{r.split}"
 
 
 def _colours(labels: list[str], runs: list[Run]) -> dict[str, str]:
@@ -268,12 +311,15 @@ def _save(fig, out: Path, stem: str) -> list[Path]:
 
 def solved_figure(task: str, runs: list[Run], entries: list[Published], out: Path) -> list[Path]:
     """The paper's bar style: dark bar = mean over runs (± SEM), light bar = best run, dots = single runs, and a
-    hollow diamond = the paper's published number."""
+    hollow diamond = the paper's published number, beside ours by the same definition: the bar's own where the
+    definitions agree, else a short black tick at our number (e.g. Hanoi's % solved scored on the Predictor's
+    states, solved in any run, CogEval's per-problem % invalid)."""
     plt = _plt()
     splits = list(dict.fromkeys(r.split for r in runs))
     labels = list(dict.fromkeys(r.label for r in runs))
     colours = _colours(labels, runs)
-    fig, axes = plt.subplots(1, 2, figsize=(max(6.0, 0.5 * len(splits) * len(labels) + 3), 3.4))
+    legend_names = {r.label: f"{r.label} · {r.model or r.backend}" for r in runs}
+    fig, axes = plt.subplots(1, 2, figsize=(max(7.0, 0.5 * len(splits) * len(labels) + 5), 3.4))
     width = min(0.8 / len(labels), 0.35)
     for ax, metric, title in ((axes[0], "pct_solved", "% solved"), (axes[1], "pct_invalid", "% invalid")):
         for i, label in enumerate(labels):
@@ -283,22 +329,40 @@ def solved_figure(task: str, runs: list[Run], entries: list[Published], out: Pat
                     continue
                 x = j + (i - (len(labels) - 1) / 2) * width
                 stat = run.summary[metric]
-                if metric == "pct_solved" and run.summary["pct_solved_best"] is not None:
-                    ax.bar(x, run.summary["pct_solved_best"], width * 0.9, color=colours[label], alpha=0.3)
-                mean = stat["mean"] or 0.0
-                ax.bar(x, mean, width * 0.9, color=colours[label], label=label if j == 0 else None,
-                       yerr=stat["sem"] if stat["sem"] is not None else None, capsize=2, ecolor="black")
+                if metric == "pct_solved" and run.summary["pct_solved_best_run"] is not None:
+                    ax.bar(x, run.summary["pct_solved_best_run"], width * 0.9, color=colours[label], alpha=0.3)
+                name = legend_names[label] if j == 0 else None
+                if stat["mean"] is None:  # no run made a move: % invalid is undefined, not 0
+                    ax.bar(x, 0, width * 0.9, color=colours[label], label=name)
+                    ax.text(x, 2, UNDEFINED, ha="center", va="bottom", fontsize=7)
+                else:
+                    ax.bar(x, stat["mean"], width * 0.9, color=colours[label], label=name,
+                           yerr=stat["sem"] if stat["sem"] is not None else None, capsize=2, ecolor="black")
                 dots = run.per_run()[metric]
                 if len(dots) > 1:
                     ax.scatter([x] * len(dots), dots, s=6, color="black", zorder=3)
-                for m in ((metric, "pct_solved_best") if metric == "pct_solved" else (metric,)):
-                    paper = run.paper(m, entries)
-                    if paper is not None:
-                        ax.scatter([x + width / 2], [paper.value], marker="D", s=28, facecolors="none",
-                                   edgecolors="black" if m == metric else "grey", zorder=4,
-                                   label="paper (GPT-4)" if m == metric else "paper, best run")
+                for paper in run.published(entries):
+                    if DEFINITIONS.get(paper.metric, ("", ""))[1] != metric:
+                        continue
+                    ours = run.ours(paper.metric)
+                    # on the bar it belongs to: its centre where the bar is the paper's definition, else inside
+                    # the bar's right half, beside the tick at our number by the paper's definition
+                    at = x if paper.metric == metric else x + width * 0.2
+                    if paper.metric != metric and ours is not None:
+                        ax.scatter([at], [ours], marker="_", s=60, color="black", zorder=4,
+                                   label="ours, by the paper's definition")
+                    ax.scatter([at], [paper.value], marker="D", s=28, facecolors="none",
+                               edgecolors="black", zorder=4, label="paper (GPT-4)")
+                    if paper.runs:  # the original's own runs: dots, and their mean ± SEM
+                        spread = mean_sem(paper.runs)
+                        ax.scatter([x + width * 0.36] * len(paper.runs), paper.runs, s=6, color="grey",
+                                   zorder=3, label="original code, per run")  # inside this bar, not the next
+                        ax.errorbar([x + width * 0.36], [spread["mean"]], yerr=spread["sem"], fmt="o", ms=3,
+                                    color="grey", capsize=2, zorder=4)
         ax.set_xticks(range(len(splits)), splits)
+        ax.set_xlabel(f"{task} split")
         ax.set_ylim(-3, 105)  # a 0% bar and the paper's 0% marker stay visible above the axis
+        ax.set_ylabel("% of problems solved" if metric == "pct_solved" else "% of moves invalid")
         ax.set_title(title)
     handles, names = axes[0].get_legend_handles_labels()
     for h, n in zip(*axes[1].get_legend_handles_labels(), strict=True):
@@ -306,17 +370,30 @@ def solved_figure(task: str, runs: list[Run], entries: list[Published], out: Pat
             handles.append(h)
             names.append(n)
     unique = dict(zip(names, handles, strict=True))
-    fig.legend(unique.values(), unique.keys(), loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-    fig.suptitle(task, x=0.01, ha="left", fontweight="bold")
+    fig.legend(unique.values(), unique.keys(), loc="outside right center", frameon=False, fontsize=7)
+    fig.suptitle(f"{task}: dark bar mean ± SEM over runs, light bar best run, dots single runs", fontsize=9)
     return _save(fig, out, f"solved_{task}")
 
 
-def cost_figure(runs: list[Run], out: Path) -> list[Path]:
-    """Model calls per problem by module (stacked; the hatched part was answered by the prompt cache), and tokens
-    per problem with and without the cache."""
+#: why the cost figure is not drawn, when it is not (the report says so in its place)
+NO_COST = ("No cost figure: these runs sent no request to a model and used no tokens (the oracle backend's "
+           "modules are symbolic); the cost tables below count their module calls and time.")
+
+
+def cost_figure(runs: list[Run], out: Path) -> list[Path] | None:
+    """Model calls per problem by module, stacked with the cache hits (hatched: replies the prompt cache served),
+    and tokens per problem with and without the cache; None (not written) when no run sent a model any request,
+    as with the oracle backend: an empty plot says nothing."""
+    table = cost_table(runs)
+    with_cache = [row[10] or 0 for row in table.rows]
+    without = [row[11] if row[11] is not None else row[10] or 0 for row in table.rows]
+    used = any(u.get("model_calls", 0) or u.get("cache_hits", 0)
+               for r in runs for u in r.summary["usage"]["modules"].values())
+    if not used and not any(with_cache) and not any(without):
+        return None
     plt = _plt()
-    names = [f"{r.label}\n{r.task}/{r.split}" for r in runs]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(max(6.0, 1.1 * len(runs) + 4), 3.4))
+    names = [_name(r) for r in runs]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(max(7.0, 1.6 * len(runs) + 5), 4.0))
     palette = plt.get_cmap("tab20")
     bottoms = [0.0] * len(runs)
     seen = {m for r in runs for m in r.summary["usage"]["modules"]}
@@ -327,52 +404,66 @@ def cost_figure(runs: list[Run], out: Path) -> list[Path]:
         for r in runs:
             u, n = r.summary["usage"]["modules"].get(module, {}), _per_problem(r)
             hits.append(u.get("cache_hits", 0) / n)
-            sent.append(u.get("model_calls", 0) / n - hits[-1])
+            sent.append(u.get("model_calls", 0) / n)
         if not any(sent) and not any(hits):
             continue
         a1.bar(names, sent, bottom=bottoms, color=colour[k], label=module)
         bottoms = [b + s for b, s in zip(bottoms, sent, strict=True)]
         a1.bar(names, hits, bottom=bottoms, color=colour[k], alpha=0.35, hatch="//", edgecolor="white")
         bottoms = [b + h for b, h in zip(bottoms, hits, strict=True)]
-    a1.set_title("model calls per problem (hatched: cache hits)")
-    if a1.get_legend_handles_labels()[0]:
-        a1.legend(frameon=False, fontsize=7)
-    table = cost_table(runs)
-    with_cache = [row[10] for row in table.rows]
-    without = [row[11] if row[11] is not None else row[10] for row in table.rows]
+    a1.set_title("model calls (hatched: cache hits)")
+    a1.set_ylabel("calls per problem")
     xs = range(len(runs))
-    a2.bar([x - 0.2 for x in xs], without, 0.4, color="#bbbbbb", label="without cache (est.)")
-    a2.bar([x + 0.2 for x in xs], with_cache, 0.4, color="#333333", label="with cache")
+    a2.bar([x - 0.2 for x in xs], without, 0.4, color="#bbbbbb", label="tokens without cache (est.)")
+    a2.bar([x + 0.2 for x in xs], with_cache, 0.4, color="#333333", label="tokens with cache")
     a2.set_xticks(list(xs), names)
-    a2.set_title("tokens per problem")
-    a2.legend(frameon=False, fontsize=7)
+    a2.set_title("tokens")
+    a2.set_ylabel("tokens per problem (input + output)")
     for ax in (a1, a2):
+        ax.set_xlabel("method · model, task/split")
         ax.tick_params(axis="x", labelsize=7, labelrotation=30)
         for tick in ax.get_xticklabels():
             tick.set_horizontalalignment("right")
+    handles, labels = a1.get_legend_handles_labels()
+    more, extra = a2.get_legend_handles_labels()
+    fig.legend(handles + more, labels + extra, loc="outside right center", frameon=False, fontsize=7)
     return _save(fig, out, "cost")
 
 
 def diagnostics_figure(runs: list[Run], out: Path) -> list[Path] | None:
-    """A heat map of each module's headline rate (``diagnostics.SCORES``) per run: the failing module stands out."""
-    rows = [(f"{r.label} ({r.task}/{r.split})", (r.summary.get("diagnostics") or {}).get("scores") or {})
+    """A heat map of each module's headline rate (``diagnostics.SCORES``) per run: the failing module stands out.
+    A cell also counts the module's failed calls; a module whose every call failed has no rate and is shown at 0,
+    the worst cell, labelled so."""
+    rows = [(_name(r).replace("\n", " · "), (r.summary.get("diagnostics") or {}).get("modules") or {})
             for r in runs]
-    modules = [m for m in MODULES if any(m in s for _, s in rows)]
+    modules = [m for m in MODULES if any(m in d for _, d in rows)]
     if not modules:
         return None
     plt = _plt()
     import numpy as np
 
-    grid = np.array([[s.get(m, math.nan) for m in modules] for _, s in rows], dtype=float)
-    fig, ax = plt.subplots(figsize=(1.3 * len(modules) + 3, 0.45 * len(rows) + 1.4))
+    def cell(rates: dict[str, Any] | None, module: str) -> tuple[float, str]:
+        if not rates:
+            return math.nan, "–"
+        if all_failed(rates):
+            return 0.0, f"all {rates['calls']}\nfailed"
+        score = rates.get(SCORES[module])
+        text = "–" if score is None else f"{score:.2f}"
+        failed = f"\n{rates['failed']}/{rates['calls']} failed" if rates.get("failed") else ""
+        return (math.nan if score is None else score), text + failed
+
+    cells = [[cell(d.get(m), m) for m in modules] for _, d in rows]
+    grid = np.array([[v for v, _ in line] for line in cells], dtype=float)
+    fig, ax = plt.subplots(figsize=(1.3 * len(modules) + 3.5, 0.55 * len(rows) + 1.8))
     cmap = plt.get_cmap("RdYlGn").with_extremes(bad="#eeeeee")
     ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0, vmax=1, aspect="auto")
     ax.set_xticks(range(len(modules)), [f"{m}\n{SCORES[m].replace('_', ' ')}" for m in modules], fontsize=7)
     ax.set_yticks(range(len(rows)), [name for name, _ in rows], fontsize=7)
-    for i in range(len(rows)):
-        for j in range(len(modules)):
-            ax.text(j, i, "–" if math.isnan(grid[i, j]) else f"{grid[i, j]:.2f}", ha="center", va="center",
-                    fontsize=7)
+    for i, line in enumerate(cells):
+        for j, (_, text) in enumerate(line):
+            ax.text(j, i, text, ha="center", va="center", fontsize=7)
+    ax.set_xlabel("module and its headline rate (0 to 1)")
+    ax.set_ylabel("run: method · model, task/split")
     ax.set_title("module diagnostics against ground truth (1 = always right)")
     return _save(fig, out, "diagnostics")
 
@@ -400,15 +491,22 @@ def build_report(run_dirs: list[Path], out: Path, *, title: str = "MAP evaluatio
     if runs:
         for task in dict.fromkeys(r.task for r in runs):
             figures[f"solved_{task}"] = solved_figure(task, [r for r in runs if r.task == task], entries, out)
-        figures["cost"] = cost_figure(runs, out)
+        cost = cost_figure(runs, out)
+        if cost:
+            figures["cost"] = cost
         diag = diagnostics_figure(runs, out)
         if diag:
             figures["diagnostics"] = diag
     for paths in figures.values():
         for p in paths:
             written[p.name] = p
+    from map_agent.view import write_view
+
+    pages = {r.dir: write_view(r.dir, out / "runs") for r in runs}  # each run's page, linked from the report
+    for page in pages.values():
+        written[f"runs/{page.name}"] = page
     written["report.html"] = out / "report.html"
-    written["report.html"].write_text(_html(title, tables, figures, runs), encoding="utf-8")
+    written["report.html"].write_text(_html(title, tables, figures, runs, pages), encoding="utf-8")
     return written
 
 
@@ -435,15 +533,20 @@ def _svg(path: Path) -> str:
     return text[text.find("<svg"):]
 
 
-def _html(title: str, tables: dict[str, Table], figures: dict[str, list[Path]], runs: list[Run]) -> str:
+def _html(title: str, tables: dict[str, Table], figures: dict[str, list[Path]], runs: list[Run],
+          pages: dict[Path, Path]) -> str:
+    links = (f"<a href='runs/{html.escape(pages[r.dir].name)}'>{html.escape(r.dir.name)}</a> "
+             f"({html.escape(f'{r.label}, {r.task}/{r.split}')})" for r in runs)
     sections = [f"<h1>{html.escape(title)}</h1>",
-                "<p>Runs: " + ", ".join(html.escape(f"{r.dir.name} ({r.label}, {r.task}/{r.split})") for r in runs)
-                + "</p>"]
+                "<p>Runs (each links to its page of problems, steps, module calls and replies): "
+                + ", ".join(links) + "</p>"]
     placement = {"results": [k for k in figures if k.startswith("solved_")], "cost": ["cost"], "cost_modules": [],
                  "diagnostics": ["diagnostics"]}
     for name, table in tables.items():
         sections.append(f"<h2>{html.escape(table.title)}</h2>")
         sections += [f"<figure>{_svg(figures[f][1])}</figure>" for f in placement[name] if f in figures]
+        if name == "cost" and runs and "cost" not in figures:
+            sections.append(f"<p>{html.escape(NO_COST)}</p>")
         sections.append(table.html())
     sections.append("<p>Published numbers: " + html.escape(
         "the MAP paper's own figures where its text states them (map_agent/eval/published.yaml names each source); "
@@ -456,16 +559,19 @@ def _html(title: str, tables: dict[str, Table], figures: dict[str, list[Path]], 
             f"<style>{style}</style></head><body>{''.join(sections)}</body></html>")
 
 
-def cli_main(argv: list[str]) -> int:
-    """``map-agent report RUN_DIR... [--out DIR] [--title T]``."""
-    import argparse
+def add_arguments(p: Any) -> None:
+    """``map-agent report``'s arguments."""
+    from map_agent.options import add_options
 
-    p = argparse.ArgumentParser(prog="map-agent report", description="tables, figures and an HTML page from runs")
     p.add_argument("runs", nargs="+", type=Path, help="run directories (runs/<id>)")
-    p.add_argument("--out", type=Path, default=Path("report"), help="output folder (default: report)")
     p.add_argument("--title", default="MAP evaluation report")
-    args = p.parse_args(argv)
-    written = build_report(args.runs, args.out, title=args.title)
-    print((args.out / "results.md").read_text())
+    add_options(p, "out", defaults={"out": "report"})
+
+
+def cli_run(args: Any) -> int:
+    """Run ``map-agent report`` (the CLI parsed ``args``); exit status."""
+    out = Path(args.out)
+    written = build_report(args.runs, out, title=args.title)
+    print((out / "results.md").read_text())
     print(f"report: {written['report.html']}")
     return 0

@@ -15,6 +15,7 @@ does not exist) is reported as "not available" with the reason, never silently s
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from importlib.resources import files
@@ -27,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from map_agent.config import MAPConfig
 from map_agent.eval.report import build_report
 from map_agent.eval.runner import Evaluation, RunSpec
+from map_agent.options import EXECUTOR_OPTIONS, ROUTING_OPTIONS, add_options
 from map_agent.task import get_task
 
 
@@ -58,18 +60,36 @@ class Cell(BaseModel):
 
 
 class Grid(BaseModel):
-    """Methods x splits of one task, each with the paper's runs unless ``runs`` names the method."""
+    """Methods x splits of one task, each with the paper's runs unless ``runs`` names the method (or the method on
+    one split: the original ran CogEval's Steppath ToT 5 times, its other baselines once), and each on the split
+    unless ``problem_sets`` names the problem set the method's original script ran instead (Hanoi zero-shot on all
+    26 three-disk problems where MAP leaves out its two in-context examples)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     task: str
     splits: list[str] = Field(min_length=1)
     methods: list[str] = Field(min_length=1)
-    runs: dict[str, int] = Field(default_factory=dict, description="runs per method (deterministic baselines: 1)")
+    runs: dict[str, int | dict[str, int]] = Field(
+        default_factory=dict, description="runs per method, or per method and split (deterministic baselines: 1)")
+    problem_sets: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="method -> {split: the split its original script ran in its place}")
     limit: int | None = Field(default=None, ge=1)
 
+    @model_validator(mode="after")
+    def _known_names(self) -> Grid:
+        for what, table in (("runs", {m: r for m, r in self.runs.items() if isinstance(r, dict)}),
+                            ("problem_sets", self.problem_sets)):
+            for method, by_split in table.items():
+                if method not in self.methods:
+                    raise ValueError(f"{what}: {method!r} is not one of the grid's methods {self.methods}")
+                if unknown := sorted(set(by_split) - set(self.splits)):
+                    raise ValueError(f"{what}.{method}: {unknown} are not the grid's splits {self.splits}")
+        return self
+
     def cells(self) -> list[Cell]:
-        return [Cell(task=self.task, split=s, method=m, runs=self.runs.get(m), limit=self.limit)
+        return [Cell(task=self.task, split=self.problem_sets.get(m, {}).get(s, s), method=m,
+                     runs=runs.get(s) if isinstance(runs := self.runs.get(m), dict) else runs, limit=self.limit)
                 for s in self.splits for m in self.methods]
 
 
@@ -162,19 +182,26 @@ class Reproduction:
 
     def __init__(self, experiment: str | Path, out: Path, *, backend: str, model: str | None = None,
                  runs: int | None = None, limit: int | None = None, concurrency: int = 1,
-                 **agent_options: Any) -> None:
+                 overrides: MAPConfig | None = None, executor: str = "local", ray_address: str | None = None,
+                 max_in_flight: int | None = None, **agent_options: Any) -> None:
         self.name = _slug(Path(experiment).stem if str(experiment).endswith((".yaml", ".yml")) else str(experiment))
         self.experiment = load_experiment(experiment)
         self.dir = Path(out) / self.name
         self.backend, self.model = backend, model
         self.runs, self.limit = runs, limit
         self.concurrency = concurrency
+        #: MAP settings given on the command line: applied over every cell's own (its ablation stays unless named)
+        self.overrides = overrides.model_dump(include=overrides.model_fields_set) if overrides else {}
+        #: where each cell's jobs run (``Evaluation``): not part of what a run is, so not of its id
+        self.executor = {"executor": executor, "ray_address": ray_address, "max_in_flight": max_in_flight}
         self.agent_options = agent_options
 
     def run_id(self, cell: Cell) -> str:
         """Derived from the cell, backend, model and any override: the same command resumes the same runs."""
+        digest = hashlib.sha256(json.dumps(self.overrides, sort_keys=True).encode()).hexdigest()[:8]
         parts = [cell.id, self.backend, self.model and Path(self.model).name,
-                 f"runs{self.runs}" if self.runs else None, f"limit{self.limit}" if self.limit else None]
+                 f"runs{self.runs}" if self.runs else None, f"limit{self.limit}" if self.limit else None,
+                 f"cfg{digest}" if self.overrides else None]
         return _slug("-".join(p for p in parts if p))
 
     def spec(self, cell: Cell) -> RunSpec:
@@ -182,11 +209,20 @@ class Reproduction:
         limits = [k for k in (cell.limit, self.limit) if k]
         problems = task.problems(cell.split)[: min(limits) if limits else None]
         return RunSpec(task=task.name, split=cell.split, runs=self.runs or cell.runs or task.default_runs(cell.split),
-                       backend=self.backend, model=self.model, config=MAPConfig.model_validate(cell.config),
-                       problem_ids=[p.id for p in problems], method=cell.method)
+                       backend=self.backend, model=self.model, config=self.config(cell),
+                       problem_ids=[p.id for p in problems], method=cell.method,
+                       module_models=self.agent_options.get("module_models") or {})
 
-    def run(self, on_cell: Any = None) -> dict[str, Any]:
-        """Run (or resume) every available cell, then write the report; returns what happened to each cell."""
+    def config(self, cell: Cell) -> MAPConfig:
+        """The cell's configuration with the command line's overrides (module choices merge)."""
+        modules = {**cell.config.get("modules", {}), **self.overrides.get("modules", {})}
+        merged = {**cell.config, **self.overrides} | ({"modules": modules} if modules else {})
+        return MAPConfig.model_validate(merged)
+
+    def run(self, on_cell: Any = None, on_start: Any = None) -> dict[str, Any]:
+        """Run (or resume) every available cell, then write the report; returns what happened to each cell.
+        ``on_start(cell, evaluation)`` is called before a cell's problems run (a progress display counts them
+        through ``evaluation.on_record``), ``on_cell(cell, status)`` after."""
         runs_dir = self.dir / "runs"
         done: list[Path] = []
         skipped: list[dict[str, str]] = []
@@ -196,8 +232,11 @@ class Reproduction:
             run_id = self.run_id(cell)
             if reason is None:
                 try:
-                    summary = Evaluation(self.spec(cell), runs_dir, run_id, concurrency=self.concurrency,
-                                         **self.agent_options).run()
+                    evaluation = Evaluation(self.spec(cell), runs_dir, run_id, concurrency=self.concurrency,
+                                            **self.executor, **self.agent_options)
+                    if on_start:
+                        on_start(cell, evaluation)
+                    summary = evaluation.run()
                 except Exception as e:  # one cell's failure is reported beside the others, never the whole table's
                     reason = f"failed: {type(e).__name__}: {e}"
                 else:
@@ -219,30 +258,19 @@ class Reproduction:
         return {"dir": str(self.dir), "cells": cells, "files": {k: str(v) for k, v in written.items()}}
 
 
-def cli_main(argv: list[str]) -> int:
-    """``map-agent reproduce EXPERIMENT --backend B [--model M] [--runs R] [--limit K] [--concurrency C]``."""
-    import argparse
-
-    from map_agent.cli import _agent_options
-    from map_agent.llm import BACKENDS
-
-    p = argparse.ArgumentParser(prog="map-agent reproduce",
-                                description="run every cell of a paper table or figure, then write its report")
+def add_arguments(p: Any) -> None:
+    """``map-agent reproduce``'s arguments: the experiment, then the shared options (``map_agent.options``). MAP
+    options given here override every cell's own configuration (a cheaper or differently configured pass)."""
     p.add_argument("experiment", nargs="?", help=f"a YAML file or a shipped name: {', '.join(experiment_names())}")
     p.add_argument("--list", action="store_true", help="list the shipped experiments and their cells")
-    p.add_argument("--backend", choices=sorted(BACKENDS), default="local")
-    p.add_argument("--model", help="model name (openai) or GGUF path (local)")
-    p.add_argument("--base-url", help="OpenAI-compatible endpoint (else MAP_AGENT_BASE_URL / OPENAI_BASE_URL)")
-    p.add_argument("--json-schema", action="store_true", help="send the output JSON schema (openai backend)")
-    p.add_argument("--threads", type=int, help="llama.cpp threads (local backend)")
-    p.add_argument("--lora", help="LoRA adapter for the local model")
-    p.add_argument("--cache-dir", help="prompt cache directory (default: user cache dir)")
-    p.add_argument("--no-cache", action="store_true", help="bypass the prompt cache")
-    p.add_argument("--runs", type=int, help="override every cell's runs (a cheaper pass)")
-    p.add_argument("--limit", type=int, help="first K problems of every cell (a smoke pass)")
-    p.add_argument("--concurrency", type=int, default=1, help="problems planned at once within a cell")
-    p.add_argument("--out", type=Path, default=Path("experiments-out"), help="parent folder of the results")
-    args = p.parse_args(argv)
+    add_options(p, "runs", "limit", "concurrency", "out", *EXECUTOR_OPTIONS, "chat model", *ROUTING_OPTIONS, "map",
+                defaults={"out": "experiments-out"})
+
+
+def cli_run(args: Any) -> int:
+    """Run ``map-agent reproduce`` (the CLI parsed ``args``); exit status."""
+    from map_agent.options import chat_options, executor_options, map_config
+
     if args.list or not args.experiment:
         for name in experiment_names():
             exp = load_experiment(name)
@@ -251,14 +279,25 @@ def cli_main(argv: list[str]) -> int:
                 reason = unavailable_reason(cell)
                 print(f"  {cell.id:<55} {'ok' if reason is None else 'not available: ' + reason}")
         return 0
-    try:
-        reproduction = Reproduction(args.experiment, args.out, backend=args.backend, model=args.model,
-                                    runs=args.runs, limit=args.limit, concurrency=args.concurrency,
-                                    **_agent_options(args))
-    except ExperimentError as e:
-        print(f"error: {e}")
-        return 2
-    result = reproduction.run(on_cell=lambda cell, status: print(f"{cell.id}: {status}", flush=True))
+    reproduction = Reproduction(args.experiment, Path(args.out), backend=args.backend, model=args.model,
+                                runs=args.runs, limit=args.limit, concurrency=args.concurrency,
+                                overrides=map_config(args), **executor_options(args), **chat_options(args))
+    from map_agent.progress import progress
+
+    with progress("cells", len(reproduction.experiment.all_cells())) as display:
+        cells, problems = display.lines[0], display.line("problems", None)
+
+        def start(cell: Any, evaluation: Any) -> None:
+            problems.update(completed=0, total=len(evaluation.pending()), description=f"problems of {cell.id}")
+            evaluation.on_record = lambda record: problems.advance()
+
+        def finished(cell: Any, status: dict[str, Any]) -> None:
+            said = status["status"] if status["status"] == "done" else f"not available: {status.get('reason')}"
+            display.print(f"{cell.id}: {said}", highlight=False, markup=False)
+            cells.advance(note=cell.id)
+
+        result = reproduction.run(on_cell=finished, on_start=start)
     print((reproduction.dir / "results.md").read_text())
     print(f"report: {result['files']['report.html']}")
-    return 0
+    failed = [c for c in result["cells"].values() if str(c.get("reason", "")).startswith("failed")]
+    return 1 if failed and len(failed) == len(result["cells"]) else 0

@@ -12,13 +12,18 @@ up front. Ctrl-C (``KeyboardInterrupt`` in the thread that called ``run``) start
 ones in flight ``grace`` seconds, summarises what finished and raises ``Interrupted``; a cancelled problem leaves
 no record, so resuming runs it again. Error text is redacted (``map_agent.llm.backends.redact``) before it is
 stored.
+
+Jobs run in threads here (``executor="local"``) or as Ray tasks (``executor="ray"``, ``map_agent.eval.executors``);
+either way this process is the run's only writer, so the files are the same.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import re
 import statistics
 import threading
 import time
@@ -29,7 +34,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from langchain_core.caches import BaseCache
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -38,8 +42,10 @@ from map_agent.config import MAPConfig
 from map_agent.eval.diagnostics import aggregate as aggregate_diagnostics
 from map_agent.eval.diagnostics import diagnose_record
 from map_agent.eval.records import append_record, read_records
-from map_agent.llm import DiskPromptCache, make_chat_model
-from map_agent.llm.backends import check_endpoint, endpoint_url, redact
+from map_agent.llm import make_chat_model
+from map_agent.llm.backends import endpoint_url, redact
+from map_agent.llm.cache import open_cache
+from map_agent.llm.preflight import prepare_baseline, prepare_model
 from map_agent.modules import build_modules
 from map_agent.task import Problem, get_task
 
@@ -59,6 +65,16 @@ class RunSpec(BaseModel):
     problem_ids: list[str]
     #: "map", or a baseline of ``map_agent.baselines`` (it uses ``config``'s seed, parse retries and N only)
     method: str = "map"
+    #: module -> the model name its requests ask for (one server, an adapter per module); others ask for ``model``
+    module_models: dict[str, str] = Field(default_factory=dict)
+
+    def default_run_id(self) -> str:
+        """A name derived from what the run is, so repeating a command resumes its run instead of starting a new
+        one: task, split, method, backend, model, and a digest of everything else."""
+        digest = hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:8]
+        model = Path(self.model).name if self.model else None
+        parts = [self.task, self.split, None if self.method == "map" else self.method, self.backend, model, digest]
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(p for p in parts if p))
 
 
 class _Counts(BaseModel):
@@ -117,7 +133,9 @@ def latest(records: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any
     return {(r["problem_id"], r["run"]): r for r in records}
 
 
-def mean_sem(values: list[float]) -> dict[str, float | None]:
+def mean_sem(values: list[float | None]) -> dict[str, float | None]:
+    """Mean and standard error over the values that are defined (a run that made no move has no % invalid)."""
+    values = [v for v in values if v is not None]
     if not values:
         return {"mean": None, "sem": None, "n": 0}
     sem = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None
@@ -128,7 +146,8 @@ def summarise(records: list[dict[str, Any]], runs: int, wall_seconds: float | No
     """The paper's metrics per run, then mean and SEM over runs, plus cost.
 
     % solved = problems whose plan reached the goal within N with zero invalid moves; % invalid = invalid moves
-    / moves, over all moves of the run; problems whose run raised count as unsolved with no moves.
+    / moves, over all moves of the run, undefined (None) for a run that made no move -- 0% would claim moves that
+    were all valid -- and left out of the mean; problems whose run raised count as unsolved with no moves.
     """
     by_run: dict[int, list[dict[str, Any]]] = {}
     for r in latest(records).values():
@@ -138,9 +157,7 @@ def summarise(records: list[dict[str, Any]], runs: int, wall_seconds: float | No
         recs = by_run[run]
         solved.append(100 * sum(bool(r.get("solved")) for r in recs) / len(recs))
         reached.append(100 * sum(bool(r.get("goal_reached")) for r in recs) / len(recs))
-        moves = sum(r.get("execution", {}).get("n_actions", 0) for r in recs)
-        bad = sum(r.get("execution", {}).get("n_invalid", 0) for r in recs)
-        invalid.append(100 * bad / moves if moves else 0.0)
+        invalid.append(pct_invalid(recs))
     metrics = _paper_metrics(by_run)
     every = list(latest(records).values())
     ever_solved = {r["problem_id"] for r in every if r.get("solved")}
@@ -158,8 +175,14 @@ def summarise(records: list[dict[str, Any]], runs: int, wall_seconds: float | No
         "records": len(every),
         "errors": sum(1 for r in every if r.get("error")),
         "module_failures": sum(int(t.get("failures", 0)) for t in totals.values()),
+        # apart from planning failures: a method that got no usable reply, and replies cut at the token limit
+        "no_plan": sum(1 for r in every if r.get("status") == "no_plan"),
+        "truncated_replies": sum(truncated_replies(r) for r in every),
         "pct_solved": mean_sem(solved),
-        "pct_solved_best": 100 * len(ever_solved) / len(problems) if problems else None,
+        # the best single run, and the share of problems solved in at least one run (the paper's "solved every
+        # problem at least once"): two different numbers, each under its own name
+        "pct_solved_best_run": max(solved) if solved else None,
+        "pct_solved_any_run": 100 * len(ever_solved) / len(problems) if problems else None,
         "pct_goal_reached": mean_sem(reached),
         "pct_invalid": mean_sem(invalid),
         "metrics": metrics,
@@ -176,10 +199,24 @@ def summarise(records: list[dict[str, Any]], runs: int, wall_seconds: float | No
     }
 
 
+def truncated_replies(record: dict[str, Any]) -> int:
+    """Replies of a record's calls (earlier phases included) that stopped at the token limit
+    (``finish_reason == "length"``): a reply budget too small for the plan shows here, not as a planning failure."""
+    calls = [*record.get("calls", []), *(c for phase in record.get("phases", []) for c in phase.get("calls", []))]
+    return sum(reply.get("finish_reason") == "length" for call in calls for reply in call.get("replies") or [])
+
+
+def pct_invalid(records: list[dict[str, Any]]) -> float | None:
+    """Invalid moves as a percentage of all moves of ``records``; None when they made no move."""
+    moves = sum((r.get("execution") or {}).get("n_actions", 0) for r in records)
+    bad = sum((r.get("execution") or {}).get("n_invalid", 0) for r in records)
+    return 100 * bad / moves if moves else None
+
+
 def _paper_metrics(by_run: dict[int, list[dict[str, Any]]]) -> dict[str, dict[str, float | None]]:
     """``Task.paper_metrics`` (the original's own scores, stricter ones) summarised per run by the task, then mean
     and SEM over runs, labelled by the task's names."""
-    per_run: dict[str, list[float]] = {}
+    per_run: dict[str, list[float | None]] = {}
     for run in sorted(by_run):
         recs = [r for r in by_run[run] if r.get("metrics")]
         if not recs:
@@ -195,20 +232,33 @@ class Evaluation:
     def __init__(self, spec: RunSpec, out: Path, run_id: str, *, concurrency: int = 1,
                  agent_factory: Callable[[Problem, MAPConfig], MAPAgent] | None = None,
                  on_record: Callable[[dict[str, Any]], None] | None = None, grace: float = GRACE_SECONDS,
-                 llm: BaseChatModel | None = None, **agent_options: Any) -> None:
+                 llm: BaseChatModel | None = None, executor: str = "local", ray_address: str | None = None,
+                 max_in_flight: int | None = None, **agent_options: Any) -> None:
+        from map_agent.eval.executors import EXECUTORS, require_ray
+
+        if executor not in EXECUTORS:
+            raise ValueError(f"executor {executor!r}: one of {', '.join(EXECUTORS)}")
+        if executor == "ray":
+            require_ray()
+            if agent_factory is not None:
+                raise ValueError("--executor ray builds each agent on its worker; an agent factory cannot travel")
         self.spec = spec
         self.dir = Path(out) / run_id
         self.concurrency = max(1, concurrency)
         self.on_record = on_record
         self.grace = grace
         self.llm = llm
+        #: the chat model the caller gave (not one ``prepare`` built here): the only one a Ray worker may receive
+        self.given_llm = llm
+        #: "local": threads in this process (``concurrency``); "ray": Ray tasks (``map_agent.eval.executors``)
+        self.executor, self.ray_address, self.max_in_flight = executor, ray_address, max_in_flight
         self.agent_options = agent_options
         self.agent_factory = agent_factory or self._agent
         self._prepared = agent_factory is not None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._closed = False  # set under the lock once interrupted: no record is written after the summary
-        key = agent_options.get("api_key") or os.environ.get("OPENAI_API_KEY") or ""
+        key = agent_options.get("api_key") or os.environ.get(agent_options.get("api_key_env") or "OPENAI_API_KEY") or ""
         self._redact_args = (endpoint_url(agent_options.get("base_url")), (key,))
 
     def _agent(self, problem: Problem, config: MAPConfig) -> MAPAgent:
@@ -239,14 +289,23 @@ class Evaluation:
         if first is None:  # nothing left to plan: no model needed
             self._prepared = True
             return
+        self.build_model(first)
+
+    def build_model(self, first: Problem) -> None:
+        """Build the shared chat model and check it, and ``first``'s prompt files. Touches no file of the run, so a
+        Ray worker calls it too (once per process), on whatever machine it is."""
+        task = get_task(self.spec.task)
         resolved = self.spec.config.for_backend(self.spec.backend, task).resolve(task, first)
         if self.llm is None and "llm" in resolved.modules.values():
             options = dict(self.agent_options)
-            cache = options.pop("cache", None)
-            if cache is not False and not isinstance(cache, BaseCache):
-                cache = DiskPromptCache(cache or None)
+            if self.spec.module_models:
+                options["module_models"] = self.spec.module_models
+            cache = open_cache(options.pop("cache", None))
             self.llm = make_chat_model(self.spec.backend, self.spec.model, cache=cache, **options)
-            check_endpoint(self.llm, auto_form=options.get("json_schema") == "auto")
+            if self.spec.method == "map":  # endpoint, schema form, and MAP's prompts against the context window
+                prepare_model(self.llm, task, first, resolved)
+            else:  # endpoint, schema form, and the baseline's first prompts against the context window
+                prepare_baseline(self.llm, task, first, self.spec.method, self.spec.config.max_actions)
         build_modules(task, first, resolved, self.llm)  # reads and validates the prompt files
         self._prepared = True
 
@@ -275,7 +334,8 @@ class Evaluation:
         return [(pid, run) for run in range(self.spec.runs) for pid in self.spec.problem_ids
                 if (pid, run) not in done]
 
-    def _append(self, record: dict[str, Any]) -> None:
+    def append(self, record: dict[str, Any]) -> None:
+        """Write one finished job's record (this process is the run's only writer, whatever the executor)."""
         with self._lock:
             if self._closed:
                 return
@@ -283,9 +343,32 @@ class Evaluation:
         if self.on_record:
             self.on_record(record)
 
+    def stop(self) -> None:
+        """Ctrl-C: start no further job."""
+        self._stopping.set()
+
+    def close(self) -> None:
+        """After the summary of an interrupted run: no record is written any more."""
+        with self._lock:
+            self._closed = True
+
     def _one(self, problem: Problem, run: int) -> dict[str, Any] | None:
         if self._stopping.is_set():  # picked up after Ctrl-C: cancelled, not failed
             return None
+        record = self.plan_one(problem, run)
+        self.append(record)
+        return record
+
+    @staticmethod
+    def error_record(problem: Problem, run: int, error: str, trace: str | None = None) -> dict[str, Any]:
+        """The record of a job that produced no plan: unsolved, retried when the run is resumed."""
+        return {"problem_id": problem.id, "run": run, "task": problem.task,
+                "finished_at": datetime.now(timezone.utc).isoformat(), "solved": False, "goal_reached": False,
+                "error": error, **({"traceback": trace} if trace else {})}
+
+    def plan_one(self, problem: Problem, run: int) -> dict[str, Any]:
+        """Plan one (problem, run) and return its record, redacted; never raises and writes nothing, so a thread
+        here and a Ray worker elsewhere do the same job and only the run's writer appends it."""
         base = {"problem_id": problem.id, "run": run, "task": problem.task,
                 "finished_at": datetime.now(timezone.utc).isoformat()}
         try:
@@ -297,10 +380,8 @@ class Evaluation:
             except Exception as e:
                 record["diagnostics_error"] = f"{type(e).__name__}: {e}"
         except Exception as e:  # a crash of one plan is that problem's failure, recorded, never the run's
-            record = {**base, "solved": False, "goal_reached": False,
-                      "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(limit=5)}
-        self._append(record)
-        return record
+            record = self.error_record(problem, run, f"{type(e).__name__}: {e}", traceback.format_exc(limit=5))
+        return _redacted(record, *self._redact_args)
 
     def run(self) -> dict[str, Any]:
         self.prepare()
@@ -308,17 +389,24 @@ class Evaluation:
         problems = {p.id: p for p in task.problems(self.spec.split)}
         todo = self.pending()
         started = time.perf_counter()
+        if self.executor == "ray":
+            from map_agent.eval.executors import Cancelled, run_on_ray
+
+            try:
+                run_on_ray([self], address=self.ray_address, max_in_flight=self.max_in_flight, grace=self.grace)
+            except Cancelled as stop:
+                raise Interrupted(self._summarise(started), stop.finished, stop.cancelled) from None
+            return self._summarise(started)
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="map-eval")
         futures = [pool.submit(self._one, problems[pid], run) for pid, run in todo]
         try:
             for f in as_completed(futures):
                 f.result()
         except KeyboardInterrupt:
-            self._stopping.set()
+            self.stop()
             pool.shutdown(wait=False, cancel_futures=True)
             wait([f for f in futures if not f.done()], timeout=self.grace)  # a second Ctrl-C ends this wait
-            with self._lock:
-                self._closed = True
+            self.close()
             finished = sum(1 for f in futures if f.done() and not f.cancelled() and f.result() is not None)
             raise Interrupted(self._summarise(started), finished, len(futures) - finished) from None
         pool.shutdown()

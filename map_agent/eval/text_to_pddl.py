@@ -26,7 +26,7 @@ import json
 import re
 import sys
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from langchain_core.language_models import BaseChatModel
@@ -34,13 +34,14 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel
 
 from map_agent.eval.records import append_record, read_records
+from map_agent.options import add_options, chat_options
 from map_agent.prompts import PROMPT_ROOT
 from map_agent.tasks.planetarium.generator import Instance, domain_text, generate
 from map_agent.tools.equivalence import equivalence
 from map_agent.tools.planners import solve
 from map_agent.tools.strips import PDDLError, Strips
 
-__all__ = ["Score", "cli_main", "extract_problem", "run", "score", "summarise"]
+__all__ = ["Score", "extract_problem", "run", "score", "summarise"]
 
 PROMPT_FILE = PROMPT_ROOT / "planetarium" / "text_to_pddl.md"
 _START = re.compile(r"\(\s*define\s*\(\s*problem\b", re.IGNORECASE)
@@ -116,20 +117,24 @@ def summarise(records: Iterable[dict]) -> dict:
 
 
 def run(llm: BaseChatModel, instances: Iterable[Instance], out: Path | str,
-        prompt_file: Path = PROMPT_FILE) -> dict:
-    """Ask ``llm`` for each instance's PDDL, append a record per instance and write ``summary.json``."""
+        prompt_file: Path = PROMPT_FILE, tick: Callable[[str], None] | None = None) -> dict:
+    """Ask ``llm`` for each instance's PDDL, append a record per instance and write ``summary.json``;
+    ``tick(note)`` after each instance (a progress display)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     records_path = out / "records.jsonl"
     done = {r["id"]: r for r in read_records(records_path) if "id" in r}
     instructions = prompt_file.read_text()
+    tick = tick or (lambda note: None)
     for instance in instances:
         if instance.id in done:
+            tick(f"{instance.id}: done earlier")
             continue
         try:
             reply = llm.invoke(_messages(instance, instructions))
         except Exception as e:  # the model's failure is this instance's, never the run's: no record, so a rerun retries
             print(f"text-to-pddl: {instance.id}: model call failed: {type(e).__name__}: {e}"[:500], file=sys.stderr)
+            tick(f"{instance.id}: model call failed")
             continue
         output = reply.content if isinstance(reply.content, str) else json.dumps(reply.content)
         verdict = score(instance, output)
@@ -137,23 +142,31 @@ def run(llm: BaseChatModel, instances: Iterable[Instance], out: Path | str,
                   **verdict.model_dump(), "usage": getattr(reply, "usage_metadata", None) or {}}
         append_record(records_path, record)
         done[instance.id] = record
+        tick(f"correct {sum(bool(r.get('correct')) for r in done.values())}")
     summary = summarise(done.values())
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
-def cli_main(argv: list[str]) -> int:
-    """``map-agent eval text-to-pddl``: evaluate a chat model on generated Planetarium instances."""
-    parser = argparse.ArgumentParser(prog="map-agent eval text-to-pddl", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", default="local", help="chat-model backend (openai, local)")
-    parser.add_argument("--model", default=None, help="model name or path for the backend")
-    parser.add_argument("--limit", type=int, default=56, help="number of instances (14 tasks x 4 abstractions)")
-    parser.add_argument("--seed", type=int, default=0, help="dataset seed")
-    parser.add_argument("--out", default="runs/text-to-pddl", help="output folder (records.jsonl, summary.json)")
-    args = parser.parse_args(argv)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``map-agent eval text-to-pddl``'s arguments, all shared (``map_agent.options``)."""
+    add_options(parser, "limit", "out", "run_id", "seed", "chat model", defaults={"limit": 56, "seed": 0},
+                backends=("local", "openai"))
+
+
+def cli_run(args: argparse.Namespace) -> int:
+    """Run ``map-agent eval text-to-pddl`` (the CLI parsed ``args``); exit status."""
     from map_agent.llm import make_chat_model
 
-    llm = make_chat_model(args.backend, args.model, max_tokens=2048)  # a 60-block problem is ~1,500 tokens
-    summary = run(llm, generate(args.limit, seed=args.seed), args.out)
+    # a 60-block problem is ~1,500 tokens
+    llm = make_chat_model(args.backend, args.model, **chat_options(args, max_tokens=2048))
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(args.model).name if args.model else args.backend)
+    out = Path(args.out) / (args.run_id or f"text-to-pddl-{name}-seed{args.seed}")
+    from map_agent.progress import progress
+
+    instances = list(generate(args.limit, seed=args.seed))
+    with progress(out.name, len(instances)) as display:
+        summary = run(llm, instances, out, tick=lambda note: display.lines[0].advance(note=note))
+    print(f"records: {out / 'records.jsonl'}", file=sys.stderr)
     print(json.dumps(summary["overall"]))
     return 0

@@ -21,8 +21,8 @@ from langgraph.types import Send
 
 from map_agent.config import MAPConfig, Resolved
 from map_agent.graph.state import MAPState
-from map_agent.modules import Module, OracleModule
-from map_agent.modules.base import make_input
+from map_agent.modules import Module
+from map_agent.modules.base import ModuleCall, make_input
 from map_agent.search.memo import TABLE_OF, TABLES, Ctx
 from map_agent.search.plan import Progress, advance
 from map_agent.task import MODULES, Problem, Task, get_task
@@ -61,14 +61,14 @@ def build_graph(provider: ModuleProvider, checkpointer: Any = None, name: str = 
         def run(payload: dict[str, Any]) -> dict[str, Any]:
             problem = Problem.model_validate(payload["problem"])
             task = get_task(problem.task)
-            modules = provider(task, problem, Resolved.model_validate(payload["config"]))
+            resolved = Resolved.model_validate(payload["config"])
+            modules = provider(task, problem, resolved)
             job = payload["job"]
             result = modules[name](make_input(name, task, job["input"]))
-            output = result.output.model_dump(mode="json") if result.ok else None
-            entry = (output or {}) | {"error": result.record.error, "failed": not result.ok}
-            call = {"module": name, "impl": "oracle" if isinstance(modules[name], OracleModule) else "llm",
-                    "input": job["input"], "output": output, "failed": not result.ok, "error": result.record.error}
-            return {TABLE_OF[name]: {job["key"]: entry}, "usage": [result.record.model_dump()], "calls": [call]}
+            call = ModuleCall.of(result, resolved.modules[name], job["input"])  # llm | oracle | learned
+            entry = (call.output or {}) | {"error": call.error, "failed": call.failed}
+            return {TABLE_OF[name]: {job["key"]: entry}, "usage": [result.record.model_dump(mode="json")],
+                    "calls": [call.model_dump(mode="json")]}
 
         run.__name__ = name
         run.__doc__ = f"The {name} module on one queued call."

@@ -371,16 +371,24 @@ def evaluate_hanoi(critic: Critic, task: Task, heldout_goal_texts: list[str], se
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="map-agent train-critic",
-                                description="Train a goal-conditioned critic (IQL over llama.cpp embeddings) on a "
-                                            "task's trajectories; write weights (.npz) and a JSON card.")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """``map-agent train-critic``'s arguments: CriticConfig's fields, with the shared --out and --seed."""
+    from map_agent.options import add_options
+
     p.add_argument("task")
     p.add_argument("--split", required=True, help="problems whose reachable states make the training data")
-    p.add_argument("--out", required=True, type=Path, help="weights file (.npz); the card goes beside it (.json)")
     for name, field in CriticConfig.model_fields.items():
-        p.add_argument(f"--{name.replace('_', '-')}", type=type(field.default), default=field.default)
-    args = p.parse_args(argv)
+        if name != "seed":
+            p.add_argument(f"--{name.replace('_', '-')}", type=type(field.default), default=field.default,
+                           help=field.description)
+    add_options(p, "out", "seed", defaults={"out": None, "seed": CriticConfig.model_fields["seed"].default})
+
+
+def cli_run(args: argparse.Namespace) -> int:
+    """``map-agent train-critic``: weights (.npz at --out) and a JSON card beside them."""
+    if args.out is None:
+        raise ValueError("--out: name the weights file (.npz); the card goes beside it (.json)")
+    out = Path(args.out)
     torch = _torch()
     torch.set_num_threads(1)
     task = get_task(args.task)
@@ -390,11 +398,18 @@ def main(argv: list[str] | None = None) -> int:
     card["data"]["split"] = args.split
     if task.name == "hanoi":
         card["metrics"] = evaluate_hanoi(critic, task, card["data"]["heldout_goals"], config.seed)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    critic.weights.save(args.out)
-    args.out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    critic.weights.save(out)
+    out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(card.get("metrics", card["losses"]), indent=2))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m map_agent.learned.critic_train``: the same as ``map-agent train-critic``."""
+    from map_agent.cli import main as cli_main
+
+    return cli_main(["train-critic", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

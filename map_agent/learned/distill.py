@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -135,8 +135,10 @@ class Manifest(BaseModel):
 
 
 def distill(task: Task, split: str, out: Path, *, heldout: str | None = None, seed: int = 0, noisy: int = 4,
-            epsilon: float = 0.3, limit: int | None = None) -> Manifest:
-    """Write ``out/train/<module>.jsonl`` (and ``out/heldout/...``) and ``out/manifest.json``."""
+            epsilon: float = 0.3, limit: int | None = None,
+            tick: Callable[[str, int], None] | None = None) -> Manifest:
+    """Write ``out/train/<module>.jsonl`` (and ``out/heldout/...``) and ``out/manifest.json``; ``tick(part,
+    n_problems)`` as each problem of a part starts (a progress display: oracle rollouts take a while)."""
     out.mkdir(parents=True, exist_ok=True)
     counts: dict[str, dict[str, int]] = {}
     for part, name in (("train", split), ("heldout", heldout)):
@@ -146,7 +148,10 @@ def distill(task: Task, split: str, out: Path, *, heldout: str | None = None, se
         folder.mkdir(exist_ok=True)
         files: dict[str, Any] = {}
         try:
-            for problem in task.problems(name)[:limit]:
+            problems = task.problems(name)[:limit]
+            for problem in problems:
+                if tick:
+                    tick(part, len(problems))
                 for ex in examples(task, problem, seed=seed, noisy=noisy, epsilon=epsilon):
                     if ex["module"] not in files:
                         files[ex["module"]] = (folder / f"{ex['module']}.jsonl").open("w", encoding="utf-8")

@@ -22,6 +22,8 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +152,18 @@ def train(config: TrainConfig, out: Path, *, progress: bool = True) -> dict[str,
     order = random.Random(config.seed)
     batches = [order.sample(range(len(data)), min(config.batch_size, len(data))) for _ in range(config.steps)]
     model.train()
-    bar = _progress(config.steps, state["step"], progress)
+    with _progress(config.steps, state["step"], progress) as bar:
+        _steps(config, model, tokenizer, optimizer, data, batches, state, checkpoint, bar, torch)
+    summary = {"steps": state["step"], "examples": len(data), "seconds": round(state["seconds"], 1),
+               "first_loss": state["losses"][0] if state["losses"] else None,
+               "last_loss": sum(state["losses"][-10:]) / max(1, len(state["losses"][-10:]))}
+    (out / "train.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _steps(config: TrainConfig, model: Any, tokenizer: Any, optimizer: Any, data: list, batches: list,
+           state: dict[str, Any], checkpoint: Path, bar: Callable[..., None], torch: Any) -> None:
+    """The training steps from ``state["step"]`` on, checkpointing every ``save_every``."""
     started = time.perf_counter()
     for step in range(state["step"], config.steps):
         batch = [data[i] for i in batches[step]]
@@ -172,24 +185,20 @@ def train(config: TrainConfig, out: Path, *, progress: bool = True) -> dict[str,
             started = time.perf_counter()
             model.save_pretrained(checkpoint)
             torch.save({**state, "optimizer": optimizer.state_dict()}, checkpoint / "trainer.pt")
-    summary = {"steps": state["step"], "examples": len(data), "seconds": round(state["seconds"], 1),
-               "first_loss": state["losses"][0] if state["losses"] else None,
-               "last_loss": sum(state["losses"][-10:]) / max(1, len(state["losses"][-10:]))}
-    (out / "train.json").write_text(json.dumps(summary, indent=2))
-    return summary
 
 
-def _progress(total: int, done: int, show: bool):
+@contextmanager
+def _progress(total: int, done: int, show: bool) -> Iterator[Callable[..., None]]:
+    """The shared progress display (``map_agent.progress``) on the LoRA steps, with the last loss."""
     if not show:
-        return lambda **_: None
-    from tqdm import tqdm
+        yield lambda **_: None
+        return
+    from map_agent.progress import progress
 
-    bar = tqdm(total=total, initial=done, desc="LoRA steps", file=sys.stderr)
-
-    def update(**fields: float) -> None:
-        bar.set_postfix({k: f"{v:.3f}" for k, v in fields.items()})
-        bar.update(1)
-    return update
+    with progress("LoRA steps", total) as display:
+        line = display.lines[0]
+        line.update(completed=done)
+        yield lambda **fields: line.advance(note="  ".join(f"{k} {v:.3f}" for k, v in fields.items()))
 
 
 def converter(cache: Path) -> Path:

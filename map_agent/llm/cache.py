@@ -78,28 +78,24 @@ def cache_key(prompt: str, llm_string: str) -> str:
     return digest.hexdigest()
 
 
-class DiskPromptCache(BaseCache):
-    """A persistent, process-safe prompt cache (diskcache uses SQLite, so parallel runs can share it).
+class KeyedPromptCache(BaseCache):
+    """What every prompt cache shares, whatever stores it: the key (``cache_key``), the stored form of a reply, the
+    hit and key marks on the messages it serves, and ``evict`` for ``forget``. A store only gets and sets text by
+    key (``_get``, ``_set``, ``_delete``), so a disk cache and a shared Redis cache answer the same prompt with the
+    same entry under the same rules."""
 
-    >>> from langchain_core.language_models.fake_chat_models import FakeListChatModel
-    >>> import tempfile
-    >>> cache = DiskPromptCache(tempfile.mkdtemp())
-    >>> model = FakeListChatModel(responses=["first", "second"], cache=cache)
-    >>> model.invoke("hi").content, model.invoke("hi").content
-    ('first', 'first')
-    """
+    def _get(self, key: str) -> str | None:
+        raise NotImplementedError
 
-    def __init__(self, directory: str | Path | None = None, size_limit: int = 2**32) -> None:
-        self.directory = Path(directory) if directory else default_cache_dir()
-        try:
-            self._cache = diskcache.Cache(str(self.directory), size_limit=size_limit)
-        except (OSError, sqlite3.Error) as e:  # checked once, up front, not as a failure of every model call
-            raise CacheDirError(f"prompt cache directory {self.directory} is not usable: {e} "
-                                "(choose another with --cache-dir, or --no-cache)") from None
+    def _set(self, key: str, value: str) -> None:
+        raise NotImplementedError
+
+    def _delete(self, key: str) -> bool:
+        raise NotImplementedError
 
     def lookup(self, prompt: str, llm_string: str) -> Sequence[Generation] | None:
         key = cache_key(prompt, llm_string)
-        raw = self._cache.get(key)
+        raw = self._get(key)
         if raw is None:
             return None
         generations: list[Generation] = []
@@ -119,13 +115,42 @@ class DiskPromptCache(BaseCache):
             else {"text": g.text, "info": g.generation_info}
             for g in return_val
         ]
-        self._cache.set(key, json.dumps(items))
+        self._set(key, json.dumps(items))
         for g in return_val:  # the caller gets these very messages back: let it ``forget`` a reply it cannot use
             if isinstance(g, ChatGeneration):
                 g.message.response_metadata = {**g.message.response_metadata, CACHE_KEY: key}
 
     def evict(self, key: str) -> bool:
         """Drop one entry (by the key ``CACHE_KEY`` carries); whether it was there."""
+        return self._delete(key)
+
+
+class DiskPromptCache(KeyedPromptCache):
+    """A persistent, process-safe prompt cache (diskcache uses SQLite, so parallel runs on one host can share it).
+
+    >>> from langchain_core.language_models.fake_chat_models import FakeListChatModel
+    >>> import tempfile
+    >>> cache = DiskPromptCache(tempfile.mkdtemp())
+    >>> model = FakeListChatModel(responses=["first", "second"], cache=cache)
+    >>> model.invoke("hi").content, model.invoke("hi").content
+    ('first', 'first')
+    """
+
+    def __init__(self, directory: str | Path | None = None, size_limit: int = 2**32) -> None:
+        self.directory = Path(directory) if directory else default_cache_dir()
+        try:
+            self._cache = diskcache.Cache(str(self.directory), size_limit=size_limit)
+        except (OSError, sqlite3.Error) as e:  # checked once, up front, not as a failure of every model call
+            raise CacheDirError(f"prompt cache directory {self.directory} is not usable: {e} "
+                                "(choose another with --cache-dir, or --no-cache)") from None
+
+    def _get(self, key: str) -> str | None:
+        return self._cache.get(key)
+
+    def _set(self, key: str, value: str) -> None:
+        self._cache.set(key, value)
+
+    def _delete(self, key: str) -> bool:
         return bool(self._cache.delete(key))
 
     def clear(self, **kwargs: Any) -> None:
@@ -139,14 +164,46 @@ class DiskPromptCache(BaseCache):
 
 
 class CacheDirError(ValueError):
-    """The prompt cache directory cannot be created, opened or written."""
+    """The prompt cache cannot be used: a directory that cannot be created, opened or written, or a shared cache's
+    server that does not answer when the run starts."""
+
+
+#: environment variable naming a shared prompt cache (``redis://host:port/db``) when no option names a cache
+CACHE_URL_ENV = "MAP_AGENT_CACHE_URL"
+#: URL schemes of the shared (Redis) prompt cache; anything else names a directory
+SHARED_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def is_cache_url(value: object) -> bool:
+    """Whether a cache option names a shared cache server rather than a directory."""
+    return isinstance(value, str) and value.startswith(SHARED_SCHEMES)
+
+
+def open_cache(cache: BaseCache | str | Path | bool | None) -> BaseCache | bool:
+    """The prompt cache a cache option names: ``False`` none; a ``BaseCache`` itself; a ``redis://`` URL the shared
+    Redis cache (extra ``[redis]``); a directory the disk cache; ``None`` or ``True`` ``$MAP_AGENT_CACHE_URL`` when
+    set, else the default directory. One place decides, so every command selects a cache the same way.
+
+    >>> import tempfile
+    >>> type(open_cache(tempfile.mkdtemp())).__name__, open_cache(False)
+    ('DiskPromptCache', False)
+    """
+    if cache is False or isinstance(cache, BaseCache):
+        return cache
+    if cache is None or cache is True:
+        cache = os.environ.get(CACHE_URL_ENV) or None
+    if is_cache_url(cache):
+        from map_agent.llm.redis_cache import RedisPromptCache  # redis-py is an optional extra
+
+        return RedisPromptCache(str(cache))
+    return DiskPromptCache(cache)
 
 
 def forget(llm: BaseChatModel, reply: BaseMessage) -> bool:
     """Evict the cache entry ``reply`` was stored in or served from, so an unusable reply is not replayed.
 
-    Works with the model's own cache or LangChain's global one, when it is a ``DiskPromptCache``; whether an entry
-    was dropped.
+    Works with the model's own cache or LangChain's global one, when it is one of this project's (disk or Redis);
+    whether an entry was dropped.
 
     >>> from langchain_core.language_models.fake_chat_models import FakeListChatModel
     >>> import tempfile
@@ -156,4 +213,4 @@ def forget(llm: BaseChatModel, reply: BaseMessage) -> bool:
     """
     cache = llm.cache if isinstance(llm.cache, BaseCache) else (None if llm.cache is False else get_llm_cache())
     key = (reply.response_metadata or {}).get(CACHE_KEY)
-    return bool(key) and isinstance(cache, DiskPromptCache) and cache.evict(key)
+    return bool(key) and isinstance(cache, KeyedPromptCache) and cache.evict(key)

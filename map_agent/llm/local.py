@@ -12,33 +12,8 @@ from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatResult
 
-GRAMMAR_INT_BOUND = 10**6
-GRAMMAR_MAX_STRING = 300
-
-
-def grammar_friendly(schema: Any) -> Any:
-    """Rewrite a JSON schema into one llama.cpp turns into a fast, *finite* grammar; it accepts a subset of what
-    the schema accepts, so every reply the grammar allows still validates.
-
-    * Free text is capped at ``GRAMMAR_MAX_STRING`` characters (or the schema's own ``maxLength`` if smaller). A
-      tiny model left unbounded rambles inside a string until ``max_tokens`` cuts the JSON off; llama.cpp
-      unrolls the bound into nested rules, which it rejects (and may crash on) in the thousands, hence a cap
-      rather than the schema's larger limits.
-    * An unbounded ``integer`` becomes a 15-level nested rule that is ~50x slower to sample than a bounded
-      one, so missing bounds are set to +-10^6.
-    """
-    if isinstance(schema, list):
-        return [grammar_friendly(v) for v in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out = {k: grammar_friendly(v) for k, v in schema.items()}
-    if out.get("type") == "string" and not {"enum", "const", "pattern"} & out.keys():
-        out["maxLength"] = min(out.get("maxLength", GRAMMAR_MAX_STRING), GRAMMAR_MAX_STRING)
-    if out.get("type") == "integer":
-        out.setdefault("minimum", -GRAMMAR_INT_BOUND)
-        out.setdefault("maximum", GRAMMAR_INT_BOUND)
-    return out
-
+from map_agent.llm.context import TOKENS_PER_MESSAGE, TOKENS_PER_PROMPT
+from map_agent.llm.schema import grammar_friendly
 
 #: Serialises all llama.cpp work in the process. llama-cpp-python silences the C library by pointing file
 #: descriptors 1 and 2 at /dev/null and back around loads and grammar builds; two threads doing that at once
@@ -89,6 +64,18 @@ class LocalChatModel(ChatLlamaCpp):
         if len(self._contexts) > self.max_contexts:
             self._contexts.popitem(last=False)
         return client
+
+    @property
+    def context_length(self) -> int:
+        """The window llama.cpp allocated (``n_ctx``), which prompt plus reply must fit."""
+        return self.n_ctx
+
+    def prompt_tokens(self, messages: list[BaseMessage]) -> int:
+        """The prompt's size in this model's tokens, each message counted with the chat template's overhead."""
+        with LLAMA_LOCK:
+            counts = [len(self.client.tokenize(str(m.content).encode(), add_bos=False, special=True))
+                      for m in messages]
+        return sum(n + TOKENS_PER_MESSAGE for n in counts) + TOKENS_PER_PROMPT
 
     @staticmethod
     def response_format_for(schema: dict) -> dict:

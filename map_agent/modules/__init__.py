@@ -10,7 +10,7 @@ from langchain_core.language_models import BaseChatModel
 
 from map_agent.config import Resolved
 from map_agent.modules.actor import Actor, OracleActor
-from map_agent.modules.base import CallRecord, LLMModule, Module, ModuleResult
+from map_agent.modules.base import REPLY_BUDGETS, CallRecord, LLMModule, Module, ModuleResult
 from map_agent.modules.evaluator import Evaluator, OracleEvaluator
 from map_agent.modules.monitor import Monitor, OracleMonitor
 from map_agent.modules.oracle import OracleChatModel, OracleModule
@@ -50,9 +50,17 @@ def build_modules(task: Task, problem: Problem, config: Resolved,
                 options["variant"] = "ft"  # the short prompt a fine-tuned model was trained on
             elif name == "TaskDecomposer" and config.n_subgoals and config.n_subgoals > 1:
                 options["variant"] = f"k{config.n_subgoals}"  # the K-subgoal ablation has its own examples
-            modules[name] = LLM_MODULES[name](task, problem, llm, parse_retries=config.parse_retries,
+            if name == "Actor":  # how a transfer split's examples read (the original: bare action lists)
+                options["transfer_form"] = config.transfer_examples
+            if name == "Monitor":
+                options["read_last_line"] = config.parse_reask == "actor"
+            # the original re-asks only the Actor; the other modules' unparseable replies take its fallbacks
+            retries = config.parse_retries if name == "Actor" or config.parse_reask == "all" else 0
+            if config.reply_budget == "original":  # the original script's max_tokens for this module
+                options["max_tokens"] = REPLY_BUDGETS.get(task.name, {}).get(name)
+            modules[name] = LLM_MODULES[name](task, problem, llm, parse_retries=retries,
                                               top_p=config.top_p, seed=config.seed, examples=config.examples,
-                                              reasoning=config.reasoning, **options)
+                                              reasoning=config.reasoning, hints=config.prompt_hints, **options)
     return modules
 
 

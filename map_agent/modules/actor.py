@@ -4,11 +4,13 @@ by a step on every parse retry (a reply that repeats a malformed answer at tempe
 
 from __future__ import annotations
 
+import json
+import threading
 from typing import Any
 
 from pydantic import BaseModel
 
-from map_agent.modules.base import LLMModule
+from map_agent.modules.base import LLMModule, ModuleResult, ReplyError
 from map_agent.modules.oracle import OracleModule
 from map_agent.modules.schemas import ActorInput
 
@@ -17,6 +19,7 @@ class Actor(LLMModule):
     name = "Actor"
     stem = "actor"
     request = "Propose {n_actions} different action(s)."
+    default_transfer_form = "plans"  # the original's Actor: the transfer examples as bare action lists
 
     def fields(self, inp: ActorInput) -> list[tuple[str, str]]:
         fields = []
@@ -32,12 +35,34 @@ class Actor(LLMModule):
     def __init__(self, *args: Any, retry_temperature_step: float = 0.1, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.retry_temperature_step = retry_temperature_step
+        self._kept = threading.local()  # a short proposal of the call running on this thread (branches run in parallel)
 
     def invoke_kwargs(self, inp: BaseModel, attempt: int = 0) -> dict[str, Any]:
         # the sample index (run and round) is the seed: each round has its own prompt-cache entry
         kwargs = super().invoke_kwargs(inp, attempt)
         kwargs["temperature"] = min(2.0, self.temperature + self.retry_temperature_step * attempt)
+        if attempt:  # the original's retries sample: top-p back at the server's default, or a retry repeats itself
+            kwargs.pop("top_p", None)
         return {**kwargs, "seed": inp.sample}  # type: ignore[attr-defined]
+
+    def parse(self, text: str, inp: BaseModel) -> BaseModel:
+        """The proposals; a reply with fewer different actions than asked is re-asked for them, as the original
+        re-asks a one-move reply for two, and kept if no later reply does better (``__call__``)."""
+        out = super().parse(text, inp)
+        wanted = inp.n_actions  # type: ignore[attr-defined]
+        distinct = {json.dumps(a.model_dump(mode="json"), sort_keys=True) for a in out.actions}  # type: ignore
+        if 0 < len(distinct) < wanted:
+            self._kept.output = out
+            raise ReplyError(f"the reply proposes {len(distinct)} action(s); propose {wanted} different ones")
+        return out
+
+    def __call__(self, inp: BaseModel) -> ModuleResult:
+        self._kept.output = None
+        result = super().__call__(inp)
+        if not result.ok and self._kept.output is not None:  # every re-ask failed: the short proposal stands
+            result.record.failed, result.record.error = False, None
+            return ModuleResult(output=self._kept.output, record=result.record)
+        return result
 
 
 class OracleActor(OracleModule):

@@ -2,15 +2,19 @@
 
 A module is a plain typed callable: ``module(ModuleInput) -> ModuleResult``. The LLM variant renders its input
 into messages (task description + the module's role + in-context examples + the JSON schema of its output),
-invokes a LangChain chat model, and parses the reply into the output model. A reply that does not parse is sent
-back with the parse error as feedback (bounded by ``parse_retries``); transient network errors are retried with
-backoff (tenacity). Whatever still fails is returned as a failed ``ModuleResult`` -- never raised -- so one bad
-reply is recorded as a failure of that step and the run goes on.
+invokes a LangChain chat model, and parses the reply into the output model. Real models wrap the
+object in prose or code fences, echo the input, stop at the token limit or refuse: what is unambiguous is parsed
+(``parse_reply``), and a reply that cannot be used is sent back with feedback saying why (bounded by
+``parse_retries``); transient network errors are retried with backoff (tenacity). Whatever still fails is returned
+as a failed ``ModuleResult`` -- never raised -- so one bad reply is recorded as a failure of that step and the run
+goes on. Every reply's raw text is kept on the call's record (``CallRecord.replies``), parsed or not, so a failed
+call can be read afterwards.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from abc import ABC, abstractmethod
 from functools import cache
@@ -19,29 +23,96 @@ from typing import Any, ClassVar
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from map_agent.llm.cache import CACHE_HIT, forget
 from map_agent.modules.schemas import INPUTS, outputs_for
-from map_agent.task import Problem, Task
+from map_agent.task import Problem, Task, transfer_form
 
 #: the prompt variant of fine-tuned models (``MAPConfig.prompts="ft"``)
 FINE_TUNED = "ft"
 
 
+#: The original scripts' reply budget (``max_tokens``) per task and module (``toh/gpt4_map_toh.py``,
+#: ``cogeval/gpt4_map_valuepath.py`` and ``_steppath.py``, ``strategyQA/map_strategyqa.py``, the PlanBench MAP
+#: scripts); a module not listed, or ``MAPConfig.reply_budget="model"``, gets the chat model's ``max_tokens``.
+REPLY_BUDGETS: dict[str, dict[str, int]] = {
+    "hanoi": {"Actor": 500, "Monitor": 500, "Predictor": 200, "Orchestrator": 200, "Evaluator": 2000,
+              "TaskDecomposer": 200},
+    "cogeval": {"Actor": 200, "Monitor": 500, "Orchestrator": 500, "Evaluator": 500},
+    "strategyqa": {"Actor": 1000, "Monitor": 500, "Predictor": 1000, "TaskDecomposer": 1000},
+    "mystery_blocksworld": {"Actor": 200, "Monitor": 1000, "Predictor": 1000, "Orchestrator": 1000},
+    "logistics": {"Actor": 200, "Monitor": 1000, "Predictor": 1000, "Orchestrator": 1000, "TaskDecomposer": 500},
+}
+
+#: this project's additions to the original's prompts, written ``[[hint: text]]`` in ``prompts/``: shown with
+#: ``MAPConfig.prompt_hints``, dropped (with the space before them) otherwise
+_HINT = re.compile(r"([ \t]*)\[\[hint:(.*?)\]\]", re.DOTALL)
+
+
+def apply_hints(text: str, hints: bool) -> str:
+    """``text`` with its ``[[hint: ...]]`` additions kept as plain text (``hints``) or removed (the original)."""
+    return _HINT.sub((lambda m: m.group(1) + m.group(2)) if hints else "", text)
+
+
+#: characters of a reply's text a record keeps (the head and the tail, with a marker saying how much was cut)
+REPLY_CHARS = 2000
+_REPLY_TAIL = 500
+
+
+class RawReply(BaseModel):
+    """One reply of a module call as the model wrote it: why a call failed can only be read from these."""
+
+    text: str = Field(description=f"the reply, its first {REPLY_CHARS - _REPLY_TAIL} and last {_REPLY_TAIL} "
+                                  "characters when longer, with a marker saying how many were cut")
+    chars: int = Field(description="the reply's full length in characters")
+    finish_reason: str | None = Field(default=None, description="why the model stopped: stop, length, ...")
+    cache_hit: bool = Field(default=False, description="served from the prompt cache, not sent to a model")
+    error: str | None = Field(default=None, description="why this reply was not used; None for the parsed one")
+
+    @classmethod
+    def of(cls, text: str, finish_reason: str | None, cache_hit: bool) -> RawReply:
+        kept = text
+        if len(text) > REPLY_CHARS:
+            head, tail = text[:REPLY_CHARS - _REPLY_TAIL], text[-_REPLY_TAIL:]
+            kept = f"{head}[... {len(text) - REPLY_CHARS} characters cut ...]{tail}"
+        return cls(text=kept, chars=len(text), finish_reason=finish_reason, cache_hit=cache_hit)
+
+
 class CallRecord(BaseModel):
-    """Accounting for one module call: model invocations (parse retries included), cache hits, tokens, time."""
+    """Accounting for one module call: requests sent to a model and replies served from the prompt cache (parse
+    retries included in both), tokens, time, and every reply's raw text."""
 
     module: str
-    calls: int = 0
-    cache_hits: int = 0
+    model_calls: int = 0  # requests actually sent to a model (a cache hit is not one)
+    cache_hits: int = 0  # replies served from the prompt cache
     input_tokens: int = 0
     output_tokens: int = 0
     seconds: float = 0.0
     model_seconds: float = 0.0
     failed: bool = False
     error: str | None = None
+    replies: list[RawReply] = Field(default_factory=list)  # every attempt's reply, in order
+
+
+class ModuleCall(BaseModel):
+    """One module call as a record logs it (``calls`` of MAP's and the baselines' records alike): what was asked,
+    what came back, and the raw replies it came from."""
+
+    module: str
+    impl: str  # llm | oracle | learned
+    input: Any
+    output: Any = None
+    failed: bool = False
+    error: str | None = None
+    replies: list[RawReply] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, result: ModuleResult, impl: str, inp: Any) -> ModuleCall:
+        output = result.output.model_dump(mode="json") if result.ok else None
+        return cls(module=result.record.module, impl=impl, input=inp, output=output, failed=not result.ok,
+                   error=result.record.error, replies=result.record.replies)
 
 
 class ModuleResult(BaseModel):
@@ -84,16 +155,70 @@ def is_transient(error: BaseException) -> bool:
                          "ConnectError", "ReadTimeout", "TimeoutException", "ConnectionError", "TimeoutError"})
 
 
-def extract_json(text: str) -> Any:
-    """The first JSON object in a reply (models like to wrap it in prose or code fences)."""
+class ReplyError(ValueError):
+    """Why a reply cannot be used: the record's error, and what the model is told on the re-ask."""
+
+
+#: the feedback for a reply the model stopped at its token limit (``finish_reason == "length"``)
+CUT_OFF = "Your reply was cut off at the token limit: reply with only the JSON object, keep reasoning short."
+
+_FENCE = re.compile(r"```[ \t]*[A-Za-z]*[ \t]*\n?(.*?)```", re.DOTALL)
+
+
+def _objects(text: str) -> tuple[list[tuple[dict, int]], tuple[str, int] | None]:
+    """Every JSON object decodable in ``text``, left to right, outermost only, each with its length; and the
+    decode error that spanned the most text (the object the model most likely meant), with that span."""
+    decoder = json.JSONDecoder()
+    found: list[tuple[dict, int]] = []
+    worst: tuple[str, int] | None = None
     start = text.find("{")
-    if start < 0:
-        raise ValueError("the reply contains no JSON object")
-    try:
-        value, _ = json.JSONDecoder().raw_decode(text[start:])
-    except json.JSONDecodeError as e:
-        raise ValueError(f"the JSON object is malformed: {e.msg} at character {e.pos}") from None
-    return value
+    while start >= 0:
+        try:
+            value, end = decoder.raw_decode(text, start)
+        except json.JSONDecodeError as e:
+            span = e.pos - start
+            if worst is None or span > worst[1]:
+                worst = (f"the JSON object is malformed: {e.msg} at character {e.pos}", span)
+            start = text.find("{", start + 1)
+            continue
+        if isinstance(value, dict):
+            found.append((value, end - start))
+        start = text.find("{", end)
+    return found, worst
+
+
+def parse_reply(text: str, model: type[BaseModel]) -> BaseModel:
+    """The one object of ``model`` a reply holds, wherever it stands in the reply.
+
+    Candidates are the JSON objects inside code fences, else every JSON object in the text (prose around it, the
+    input lines echoed before it, a stray brace in the prose); those that validate against ``model`` count. One
+    distinct valid object is the answer; several distinct ones are ambiguous (the model is asked for exactly
+    one); with none, the error is the most informative failure: the candidate that spans the most text, whether
+    it failed to decode or to validate.
+    """
+    if not text.strip():
+        raise ReplyError("the reply was empty")
+    fenced = [m.group(1) for m in _FENCE.finditer(text)]
+    best: tuple[str, int] | None = None
+    for scope in (["\n".join(fenced)] if fenced else []) + [text]:
+        found, best = _objects(scope)
+        valid: dict[str, BaseModel] = {}
+        for value, span in found:
+            try:
+                parsed = model.model_validate(value)
+            except ValidationError as e:
+                if best is None or span > best[1]:
+                    best = (f"the JSON object does not fit the schema: {_short(e)}", span)
+                continue
+            valid.setdefault(parsed.model_dump_json(), parsed)
+        if len(valid) == 1:
+            return next(iter(valid.values()))
+        if len(valid) > 1:
+            raise ReplyError(f"the reply holds {len(valid)} different JSON objects that fit the schema; "
+                             "reply with exactly one")
+    if best is None:
+        raise ReplyError("no JSON object was found in the reply")
+    raise ReplyError(best[0])
 
 
 @cache
@@ -106,12 +231,20 @@ class LLMModule(Module):
 
     stem: ClassVar[str]
     request: ClassVar[str]  # the closing line of the user message: what the module must produce
+    #: how a transfer split's examples from another problem read in this module's task description
+    #: (``map_agent.task.TRANSFER_FORMS``): the worked moves, nearest to the original's own single-step examples
+    #: of Monitor, Predictor and Orchestrator; the Actor's are the original's bare action lists
+    default_transfer_form: ClassVar[str] = "worked"
 
     def __init__(self, task: Task, problem: Problem, llm: BaseChatModel, *, parse_retries: int = 9,
                  temperature: float = 0.0, top_p: float | None = 0.0, seed: int = 0, examples: bool = True,
-                 reasoning: bool = True, variant: str | None = None, network_attempts: int = 4) -> None:
+                 reasoning: bool = True, variant: str | None = None, network_attempts: int = 4,
+                 hints: bool = False, max_tokens: int | None = None, transfer_form: str | None = None) -> None:
         # a model sees the public problem only: no prompt can be rendered from ground truth
         super().__init__(task, problem.public(), reasoning=reasoning)
+        self.hints = hints
+        self.examples_form = transfer_form or self.default_transfer_form  # None: the module's own (above)
+        self.max_tokens = max_tokens  # None: the chat model's own budget
         self.llm = llm
         self.parse_retries = parse_retries
         self.temperature = temperature
@@ -136,11 +269,14 @@ class LLMModule(Module):
         """(label, text) pairs describing the input, rendered with the task's renderers."""
 
     def prompt_file(self, suffix: str) -> Path:
-        """``<stem>.<variant><suffix>`` when the variant has its own file (e.g. the two-subgoal examples),
-        else ``<stem><suffix>``."""
+        """``<stem>.<variant><suffix>`` when the variant has its own file (e.g. the two-subgoal examples), else
+        ``<stem>.<problem variant><suffix>`` when the problem's condition has its own (``info["prompt_variant"]``:
+        Reward Revaluation's Actor examples, which its script words differently from Valuepath's), else
+        ``<stem><suffix>``."""
         folder = self.task.prompt_dir(self.problem)
-        if self.variant and (folder / f"{self.stem}.{self.variant}{suffix}").exists():
-            return folder / f"{self.stem}.{self.variant}{suffix}"
+        for variant in (self.variant, self.problem.info.get("prompt_variant")):
+            if variant and (folder / f"{self.stem}.{variant}{suffix}").exists():
+                return folder / f"{self.stem}.{variant}{suffix}"
         return folder / f"{self.stem}{suffix}"
 
     def _prompt_prefix(self, examples: bool) -> list[BaseMessage]:
@@ -155,11 +291,11 @@ class LLMModule(Module):
         if not role_file.exists():
             raise FileNotFoundError(f"{self.task.name}: no prompt for the {self.name} at {role_file}")
         schema = json.dumps(self.output_model.model_json_schema())
-        system = "\n\n".join([
-            self.task.describe(self.problem),
+        system = apply_hints("\n\n".join([
+            self.task.describe(transfer_form(self.problem, self.examples_form)),
             _read(role_file).strip(),
             f"Reply with only a JSON object that follows this JSON schema:\n{schema}",
-        ])
+        ]), self.hints)
         messages: list[BaseMessage] = [SystemMessage(system)]
         example_file = self.prompt_file(".examples.json")
         if examples and example_file.exists():
@@ -189,6 +325,8 @@ class LLMModule(Module):
         """Sampling parameters of one request. ``seed`` is the run index, so it is part of every cache key: run 2
         never replays run 1's answers, while a rerun of run 2 is free."""
         kwargs: dict[str, Any] = {"temperature": self.temperature, "seed": self.seed}
+        if self.max_tokens is not None:  # the module's own reply budget (sent per call, so part of the cache key)
+            kwargs["max_tokens"] = self.max_tokens
         if self.top_p is not None:
             kwargs["top_p"] = self.top_p
         if getattr(self.llm, "json_schema_decoding", False):
@@ -197,7 +335,8 @@ class LLMModule(Module):
         return kwargs
 
     def parse(self, text: str, inp: BaseModel) -> BaseModel:
-        return self.output_model.model_validate(extract_json(text))
+        """The reply's output object; raises ``ReplyError``."""
+        return parse_reply(text, self.output_model)
 
     def __call__(self, inp: BaseModel) -> ModuleResult:
         record = CallRecord(module=self.name)
@@ -212,14 +351,21 @@ class LLMModule(Module):
             for attempt in range(self.parse_retries + 1):
                 reply = self._invoke(messages, inp, config, record, attempt)
                 text = reply.content if isinstance(reply.content, str) else str(reply.content)
+                metadata = reply.response_metadata or {}
+                finish = metadata.get("finish_reason")
+                raw = RawReply.of(text, finish, bool(metadata.get(CACHE_HIT)))
+                record.replies.append(raw)
                 try:
                     return ModuleResult(output=self.parse(text, inp), record=record)
-                except (ValidationError, ValueError) as e:
+                except ReplyError as e:
                     forget(self.llm, reply)  # an unusable reply must not be replayed to later calls or runs
                     error = _short(e)
+                    feedback = f"Your reply could not be used: {error}\nReply again with only the JSON object."
+                    if finish == "length":  # the cause is the reply's length, whatever broke in the JSON
+                        error, feedback = f"the reply was cut off at the token limit ({error})", CUT_OFF
+                    raw.error = error
                     record.error = f"unparseable reply after {attempt + 1} attempt(s): {error}"
-                    messages = [*messages, AIMessage(text), HumanMessage(
-                        f"Your reply could not be used: {error}\nReply again with only the JSON object.")]
+                    messages = [*messages, AIMessage(text), HumanMessage(feedback)]
             record.failed = True
             return ModuleResult(output=None, record=record)
         except Exception as e:  # a model/network failure is this step's failure, never the run's
@@ -240,10 +386,11 @@ class LLMModule(Module):
                     reply = self.llm.invoke(messages, config=config, **self.invoke_kwargs(inp, parse_attempt))
                 finally:
                     record.model_seconds += time.perf_counter() - t0
-        record.calls += 1
         if reply.response_metadata.get(CACHE_HIT):
             record.cache_hits += 1
-        elif reply.usage_metadata:
+            return reply  # type: ignore[return-value]
+        record.model_calls += 1
+        if reply.usage_metadata:
             record.input_tokens += reply.usage_metadata.get("input_tokens", 0)
             record.output_tokens += reply.usage_metadata.get("output_tokens", 0)
         return reply  # type: ignore[return-value]

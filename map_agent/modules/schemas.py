@@ -73,7 +73,9 @@ class OrchestratorInput(_In):
 #: Outputs come in two forms: with ``reasoning`` written *before* the verdict, as the original modules reason
 #: before they answer (the default), and verdict-only (``MAPConfig.reasoning=False``, a named deviation).
 #: Field order matters: JSON-schema-constrained decoding writes fields in schema order.
-REASONING = Field(max_length=2000, description="the step-by-step reasoning that leads to the answer below")
+#: the longest reasoning a module reply may carry
+REASONING_CHARS = 2000
+REASONING = Field(max_length=REASONING_CHARS, description="the step-by-step reasoning that leads to the answer below")
 
 
 class TaskDecomposerPlan(BaseModel, Generic[G]):

@@ -32,6 +32,9 @@ class Branch(BaseModel):
     predicted: dict[str, Any]
     value: float
     reached_goal: bool = False
+    #: leaves below this branch that share its (minimum) value: the original breaks a tie among the tied leaves
+    #: (grandchildren), so a branch with two of them is chosen twice as often as one with a single one
+    tied_leaves: int = 1
 
 
 class Choice(BaseModel):
@@ -77,7 +80,8 @@ def propose_action(ctx: Ctx, state: BaseModel, goal: BaseModel,
             verdict = ctx.get("Monitor", key(state, action), MonitorInput(state=state, action=action))
             if verdict is None:
                 pending = True
-            elif verdict.get("valid"):
+            elif verdict.get("valid") or (failed(verdict) and cfg.parse_reask == "actor"):
+                # the original counts every Monitor reply as valid unless it says "invalid": a failed call too
                 valid.append(action)
             else:
                 note = rejection_note(task, action, verdict)
@@ -165,10 +169,16 @@ def evaluate(ctx: Ctx, state: BaseModel, goal: BaseModel) -> float | None:
 def search(ctx: Ctx, state: BaseModel, goal: BaseModel, depth: int = 1,
            history: tuple[str, ...] = ()) -> Choice | None:
     """Algorithm 2: expand B branches to L layers; leaves are valued by the Evaluator as
-    ``depth + estimated steps``, values back up by minimum, and the first action of the best branch wins. If the
-    Orchestrator finds a predicted state that achieves the goal, search stops there (early termination).
-    Without search (B = 1) the single valid proposal is taken as is. Equally valued branches are broken at random
-    with the run's seeded RNG (``tie_break="random"``, as the original) or by order ("first")."""
+    ``depth + estimated steps``, values back up by minimum, and the first action of the best branch wins.
+    Without search (B = 1) the single valid proposal is taken as is (or the one the Orchestrator says reaches the
+    goal).
+
+    The goal check inside the tree is the original's (``toh/gpt4_map_toh.py``, ``rollout_from_2nodes``): the
+    Orchestrator looks at the root's children only; if one of them reaches the goal, the Evaluator still chooses
+    between the children (no deeper layer); deeper states get no Orchestrator call and the Evaluator values them
+    all. Equally valued leaves are broken at random among the tied leaves with the run's seeded RNG
+    (``tie_break="random"``) or by order ("first"). ``early_termination`` (this project's) instead takes a child
+    or grandchild the Orchestrator declares at the goal at once, without the Evaluator."""
     cfg = ctx.config
     actions = propose_action(ctx, state, goal, history)
     if actions is None:
@@ -183,46 +193,55 @@ def search(ctx: Ctx, state: BaseModel, goal: BaseModel, depth: int = 1,
             children.append((action, nxt))  # type: ignore[arg-type]
     if pending:
         return None
-    done = [achieved(ctx, nxt, goal) for _, nxt in children]
+    checked = depth == 1 or cfg.early_termination or not cfg.search
+    done = [achieved(ctx, nxt, goal) if checked else False for _, nxt in children]
     if any(d is None for d in done):
         return None
-    branches = [Branch(action=a.model_dump(mode="json"), predicted=s.model_dump(mode="json"), value=depth,
-                       reached_goal=True) for (a, s), d in zip(children, done, strict=True) if d]
-    if branches:
+    at_goal = any(done)
+    if at_goal and (cfg.early_termination or not cfg.search):
+        branches = [Branch(action=a.model_dump(mode="json"), predicted=s.model_dump(mode="json"), value=depth,
+                           reached_goal=True) for (a, s), d in zip(children, done, strict=True) if d]
         return Choice(chosen=branches[0], branches=branches)
     if not cfg.search:
         branches = [Branch(action=a.model_dump(mode="json"), predicted=s.model_dump(mode="json"), value=math.nan)
                     for a, s in children]
         return Choice(chosen=branches[0] if branches else None, branches=branches)
-    values: list[float | None] = []
+    values: list[tuple[float, int] | None] = []
     for action, nxt in children:
-        value: float | None = None
-        if depth < cfg.layers:
+        value: tuple[float, int] | None = None
+        if depth < cfg.layers and not at_goal:
             sub = search(ctx, nxt, goal, depth + 1, extend(ctx, history, action, nxt))
             if sub is not None:
-                value = sub.chosen.value if sub.chosen else None
+                value = (sub.chosen.value, sub.chosen.tied_leaves) if sub.chosen else None
                 if sub.chosen is None:  # a dead end below: value the state itself
                     est = evaluate(ctx, nxt, goal)
-                    value = None if est is None else depth + est
+                    value = None if est is None else (depth + est, 1)
         else:
             est = evaluate(ctx, nxt, goal)
-            value = None if est is None else depth + est
+            value = None if est is None else (depth + est, 1)
         values.append(value)
     if any(v is None for v in values):
         return None
-    branches = [Branch(action=a.model_dump(mode="json"), predicted=s.model_dump(mode="json"), value=v)
-                for (a, s), v in zip(children, values, strict=True)]
+    branches = [Branch(action=a.model_dump(mode="json"), predicted=s.model_dump(mode="json"), value=v[0],
+                       reached_goal=d, tied_leaves=v[1])
+                for (a, s), v, d in zip(children, values, done, strict=True)]  # type: ignore[index]
     return Choice(chosen=_best(ctx, state, goal, branches), branches=branches)
 
 
 def _best(ctx: Ctx, state: BaseModel, goal: BaseModel, branches: list[Branch]) -> Branch | None:
+    """The lowest-valued branch; a tie is drawn among the tied leaves below the tied branches (the original's
+    ``np.random.choice`` over the tied grandchildren), and the winner reports how many leaves tie at its value."""
     if not branches:
         return None
     low = min(b.value for b in branches)
     tied = [b for b in branches if b.value == low]
+    leaves = sum(b.tied_leaves for b in tied)
     if len(tied) == 1 or ctx.config.tie_break == "first":
-        return tied[0]
-    return ctx.rng("tie", state, goal).choice(tied)
+        chosen = tied[0]
+    else:
+        pick = ctx.rng("tie", state, goal).randrange(leaves)
+        chosen = next(b for b in tied if (pick := pick - b.tied_leaves) < 0)
+    return chosen.model_copy(update={"tied_leaves": leaves})
 
 
 def extend(ctx: Ctx, history: tuple[str, ...], action: BaseModel, state: BaseModel) -> tuple[str, ...]:

@@ -21,8 +21,11 @@ Status = Literal["running", "goal", "budget", "stuck"]
 OUTCOMES = {
     "goal": "the Orchestrator declared the final goal achieved",
     "budget": "the plan reached N actions",
-    "stuck": "no action to take: the Actor proposed none, or every proposal was rejected (on_all_rejected='stop')",
+    "stuck": "no action to take: the Actor proposed none",
 }
+#: the "stuck" outcome under ``on_all_rejected="stop"``, where a fully rejected round also ends the plan
+STUCK_ON_REJECTION = ("no action to take: the Actor proposed none, or every proposal was rejected "
+                      "(--on-all-rejected stop)")
 
 
 class Step(BaseModel):

@@ -18,7 +18,8 @@ original does.
 
 Valuepath's in-context problems (start rooms 1 and 6) are left out of its test split and kept in
 ``icl_valuepath``; Detour and Reward Revaluation run on all 13 start rooms, as the MAP scripts do. Steppath pairs
-9->4, 2->10, 7->3 are in-context only (``icl_steppath``). The state is the current room plus the chest collected so
+9->4, 2->10, 7->3 are in-context only (``icl_steppath``). The zero-shot scripts, which show no examples, ran every
+problem: ``valuepath_all`` (13 start rooms) and ``steppath2_all``... (20 pairs a length). The state is the current room plus the chest collected so
 far; an action names the next room. There is no Predictor (the action names the next state) and no
 TaskDecomposer in the paper's setup.
 
@@ -146,6 +147,9 @@ class CogEvalTask(Task[Room, Move, Target]):
     default_search = True  # Steppath problems turn it off through Problem.info["search"]
     default_subgoals = 1
     paper_runs = PAPER_RUNS
+    #: the CogEval scripts' Orchestrator examples reason (where the chests are, what the current room holds)
+    #: before their "Hence yes/no", as do the Monitor's and the Evaluator's
+    reasoning_modules = frozenset({"TaskDecomposer", "Monitor", "Evaluator", "Orchestrator"})
 
     # -- data --------------------------------------------------------------------------------------------
     def splits(self) -> dict[str, str]:
@@ -158,6 +162,10 @@ class CogEvalTask(Task[Room, Move, Target]):
             "detour": "valuepath, then door 1-11 locked and door 13-11 opened: re-plan (13 starts, 2 phases)",
             "reward_revaluation": "valuepath, then the chests' rewards change: re-plan (13 starts, 2 phases)",
             "icl_steppath": "the paper's three Steppath in-context problems (9->4, 2->10, 7->3)",
+            # the zero-shot scripts have no in-context examples to leave out: they run every problem
+            "valuepath_all": "all 13 Valuepath start rooms, the in-context 1 and 6 included (the zero-shot script's)",
+            **{f"steppath{k}_all": f"all 20 {k}-step pairs, the in-context pair included (the zero-shot script's)"
+               for k in STEPPATH_LENGTHS},
             "icl_valuepath": "the paper's two Valuepath in-context problems (start rooms 1 and 6)",
             "transfer_n7tree:valuepath": (
                 "the transfer experiment: 6 chest placements x 13 start rooms on the castle, the Monitor's "
@@ -603,6 +611,8 @@ def load_map_problems(text: str, source: str) -> dict[str, list[Problem]]:
                     "reward_revaluation",
                     described=described,
                     change=sentence,
+                    # its script's Actor examples name the best chest and reason about the way there
+                    prompt_variant="reward_revaluation",
                 ),
                 named=False,
                 file_answers=_field(p, "answers_after", where),
@@ -672,7 +682,9 @@ def _split(split: str) -> tuple[Problem, ...]:
             p.model_copy(
                 update={
                     "id": f"{icl}>{p.id}",
-                    "info": {**p.info, "icl": icl, "prompt_set": f"{icl}_{p.info['family']}"},
+                    # the transfer script's Actor sees the current room only, not the moves so far
+                    "info": {**p.info, "icl": icl, "prompt_set": f"{icl}_{p.info['family']}",
+                             "protocol": {"actor_history": False}},
                 }
             )
             for p in _map_splits()["transfer" if condition == "valuepath" else condition]
@@ -680,6 +692,10 @@ def _split(split: str) -> tuple[Problem, ...]:
     if ":" in split:
         graph, _, condition = split.partition(":")
         return tuple(template_problems(graph, condition))
+    if split.endswith("_all"):  # the split with its in-context problems, as the zero-shot scripts ran them
+        condition = split.removesuffix("_all")
+        icl = _map_splits()[f"icl_{condition.rstrip('234')}"]
+        return (*(p for p in icl if p.id.startswith(f"icl-{condition}-")), *_map_splits()[condition])
     return _map_splits()[split]
 
 

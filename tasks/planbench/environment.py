@@ -283,10 +283,13 @@ class PlanBenchTask(Task):
     # -- how it reads in a prompt ------------------------------------------------------------------------------
     def describe(self, problem: Problem) -> str:
         """PlanBench's domain text and the task's notes; in a transfer split, led by the source problem's rules
-        and worked examples (``transfer.source_text``), as the original's transfer prompts were."""
+        and examples (``transfer.source_text``), as the original's transfer prompts were: bare action lists, or
+        worked moves where ``info["transfer_form"]`` asks for them (``map_agent.task.transfer_form``)."""
         text = _description(self.domain, self.name)
         source = problem.info.get("transfer")
-        return f"{source_text(source, problem.info['instance'])}\n\n{text}" if source else text
+        if not source:
+            return text
+        return f"{source_text(source, problem.info['instance'], problem.info.get('transfer_form', 'plans'))}\n\n{text}"
 
     def prompt_dir(self, problem: Problem | None = None) -> Path:
         """``prompts/<task>/``, or the problem's prompt set (``info["prompt_set"]``: ``transfer_<source>``, whose

@@ -14,11 +14,15 @@ its goal, and each example must be, under Blocksworld's names, the Mystery Block
 instances 1-3): that example is left out of the instance's own prompt. Each Tower of Hanoi plan must solve its
 problem (3 and 22 of the Hanoi set) in the Hanoi environment.
 
-A worked example shows every move with the facts it requires and the state it leads to, so the one text serves
-the Actor (which move), the Monitor (why it is valid), the Predictor (what follows) and the Orchestrator (the goal
-reached). Deviation: the original's MAP script gave its Monitor, Predictor and Orchestrator their own Blocksworld
-examples (single states and moves); here every module and baseline reads the three worked problems of its Actor
-and ICL prompts, which the CoT prompt also used.
+A Blocksworld example is shown in one of two forms (``FORMS``; ``Problem.info["transfer_form"]``, "plans" when
+unset). "plans", the original's ICL prompt and MAP Actor prompt: the start, the goal and the bare action list.
+"worked", the original's CoT prompt (``blocksworld_plan_generation_fewshot_cot_examples.py``): every move with the
+facts it requires and the state it leads to. The ICL baseline and the MAP Actor read "plans" (``transfer_examples:
+worked`` for ICL, ``MAPConfig.transfer_examples="worked"`` for the Actor, are this project's worked form); CoT reads
+"worked". Deviation: the original's MAP script gave its Monitor, Predictor and Orchestrator their own Blocksworld
+examples (single states and moves, with the facts checked or changed); here they read the three worked problems,
+the nearest form this task description has. The Hanoi examples show the lists after each move in either form, as
+the original's (``toh_two_shot_examples.py``).
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ SOURCES = ("blocksworld", "hanoi")
 #: Blocksworld's predicates -> Mystery Blocksworld's (PlanBench's ``generated_domain.pddl`` of each)
 MYSTERY_NAMES = {"clear": "province", "ontable": "planet", "handempty": "harmony", "holding": "pain", "on": "craves"}
 EXAMPLES = "examples.json"
+#: how a Blocksworld example reads: the bare action list, or each move with its preconditions and resulting state
+FORMS = ("plans", "worked")
 
 
 @cache
@@ -69,7 +75,7 @@ def mystery_form(atoms: frozenset[Atom]) -> frozenset[Atom]:
     return frozenset((MYSTERY_NAMES[a[0]], *a[1:]) for a in atoms)
 
 
-def _blocksworld(instance: str | None) -> str:
+def _blocksworld(instance: str | None, form: str) -> str:
     from map_agent.tasks.planbench.environment import data_dir, instance_model, language
 
     lang = language("blocksworld")
@@ -93,6 +99,10 @@ def _blocksworld(instance: str | None) -> str:
         lines += ["", f"Example {shown}:",
                   f"Starting state: As initial conditions I have that, {lang.facts(sorted(state))}.",
                   f"Goal: My goal is to have that {lang.facts(sorted(strips.goal_pos))}.", "Plan:"]
+        if form == "plans":  # the original's ICL and MAP Actor examples: the actions alone
+            lines += [f"{i}. {lang.action(a.name, a.args)}"
+                      for i, a in enumerate(map(strips.parse_action, shot["plan"]), 1)]
+            continue
         for i, text in enumerate(shot["plan"], 1):
             action = strips.parse_action(text)
             state = strips.apply(state, action)
@@ -123,13 +133,15 @@ def _hanoi() -> str:
 
 
 @cache
-def source_text(source: str, instance: str | None = None) -> str:
-    """The source problem's rules and worked examples, as they lead the task description of Mystery Blocksworld
-    ``instance``: a Blocksworld example that is that instance under Blocksworld's names is left out (the original
-    showed PlanBench instances 1-3 to every instance, 2 and 3 included)."""
+def source_text(source: str, instance: str | None = None, form: str = "plans") -> str:
+    """The source problem's rules and examples (in ``form``, ``FORMS``), as they lead the task description of
+    Mystery Blocksworld ``instance``: a Blocksworld example that is that instance under Blocksworld's names is left
+    out (the original showed PlanBench instances 1-3 to every instance, 2 and 3 included)."""
     if source not in SOURCES:
         raise KeyError(f"no transfer source {source!r}; known: {', '.join(SOURCES)}")
-    body = _blocksworld(instance) if source == "blocksworld" else _hanoi()
+    if form not in FORMS:
+        raise KeyError(f"no transfer example form {form!r}; known: {', '.join(FORMS)}")
+    body = _blocksworld(instance, form) if source == "blocksworld" else _hanoi()
     title = _raw()[source]["title"]
     return (f"The examples below come from a different problem, {title}; the task to solve follows them.\n\n"
             f"{body}\n\nHere is the task:")

@@ -188,11 +188,16 @@ class StrategyQATask(Task[StrategyQAState, StrategyQAAnswer, StrategyQAGoal]):
 
     # -- scoring ---------------------------------------------------------------------------------------------
     def execute(self, problem: Problem, actions: Iterable[StrategyQAAnswer]) -> Execution:
-        """Accuracy, the paper's metric: ``solved`` means the recorded answer to the main question, read as the
-        original reads it, is the dataset's label (invalid sub-answers are counted but do not decide it)."""
+        """Accuracy, the paper's metric: ``solved`` means the answer of the final step, read as the original
+        reads it, is the dataset's label (invalid sub-answers are counted but do not decide it).
+
+        The final step is the plan's last action, whatever question it echoes: the original reads its final
+        reply unconditionally, and a model that copies the goal line as told (with its "answer true or false"
+        note) or paraphrases the question has still answered it. MAP answers the main question last, and a
+        whole-plan baseline's last step is its answer."""
         actions = list(actions)
         state, steps = self.replay(problem, actions)
-        final = state.answer_to(state.question)
+        final = actions[-1].answer if actions else None
         return Execution(
             n_actions=len(actions),
             n_invalid=sum(not s.valid for s in steps),
