@@ -29,11 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from map_agent.config import MAPConfig
+from map_agent.eval.records import untimed
 from map_agent.eval.runner import Evaluation, RunSpec
 from map_agent.task import get_task
-
-#: what measures time, not what was planned (left out when the records are compared)
-TIMES = {"wall_seconds", "finished_at", "seconds", "model_seconds"}
 
 
 def experiment(hanoi_runs: int, cogeval_runs: int, limit: int | None) -> list[RunSpec]:
@@ -44,13 +42,6 @@ def experiment(hanoi_runs: int, cogeval_runs: int, limit: int | None) -> list[Ru
                              problem_ids=ids))
     return specs
 
-
-def untimed(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: untimed(v) for k, v in value.items() if k not in TIMES}
-    if isinstance(value, list):
-        return [untimed(v) for v in value]
-    return value
 
 
 def run(specs: list[RunSpec], out: Path, **executor: Any) -> tuple[float, dict]:

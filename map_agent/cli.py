@@ -295,14 +295,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
             display.stop()
             console.print(f"interrupted: {stop.finished} problem(s) finished, {stop.cancelled} not run "
                           f"(summary: {evaluation.dir / 'summary.json'}); resume with: "
-                          f"{_with_option(args.argv, '--run-id', run_id)}", highlight=False, markup=False)
+                          f"{_redactor(args)(_with_option(args.argv, '--run-id', run_id))}", highlight=False,
+                          markup=False)
             return _exit_now(INTERRUPTED)
     out.print(_summary_table(summary))
     out.print(f"summary: {evaluation.dir / 'summary.json'}\nrecords: {evaluation.records_path}\n"
               f"see every step: map-agent view {evaluation.dir}", highlight=False, markup=False)
     if summary["records"] and summary["errors"] == summary["records"]:
         first = next(r["error"] for r in evaluation.records() if r.get("error"))
-        _error(f"every problem failed ({summary['errors']} of {summary['records']}); the first: {first}")
+        _error(f"every problem failed ({summary['errors']} of {summary['records']}); the first: "
+               f"{_redactor(args)(first)}")
         return 1
     return 0
 
@@ -544,6 +546,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, Command]:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args, command = parse(argv)
+    scrub = _redactor(args)  # whatever raised may quote the endpoint or the key
     with _ctrl_c():  # every command gets the same Ctrl-C handling and one-line errors
         try:
             return _load(command.handler)(args)
@@ -551,17 +554,17 @@ def main(argv: list[str] | None = None) -> int:
             console.print("interrupted")
             return _exit_now(INTERRUPTED)
         except ValidationError as e:
-            _error(validation_message(e))
+            _error(scrub(validation_message(e)))
         except KeyError as e:
-            _error(str(e.args[0]) if e.args else repr(e))
+            _error(scrub(str(e.args[0]) if e.args else repr(e)))
         except OSError as e:
-            _error(f"{e.filename}: {e.strerror}" if e.filename and e.strerror else f"{type(e).__name__}: {e}")
+            _error(scrub(f"{e.filename}: {e.strerror}" if e.filename and e.strerror else f"{type(e).__name__}: {e}"))
         except (ValueError, SetupError) as e:
-            _error(" ".join(str(e).split()))
+            _error(scrub(" ".join(str(e).split())))
         except Exception as e:  # a bug: still one line, unless asked for the traceback
             if os.environ.get("MAP_AGENT_DEBUG"):
                 raise
-            _error(f"{type(e).__name__}: {e} (internal error; MAP_AGENT_DEBUG=1 shows the traceback)")
+            _error(scrub(f"{type(e).__name__}: {e} (internal error; MAP_AGENT_DEBUG=1 shows the traceback)"))
             return 1
         return 2
 

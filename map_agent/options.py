@@ -342,7 +342,8 @@ def map_config(args: argparse.Namespace) -> MAPConfig:
              **{f: getattr(args, f, None) for f in (*DEVIATIONS, "monitor_retries", "parse_retries", "prompts")}}
     # only what the user gave is set: the rest stays the task's protocol, or an experiment cell's setting
     config = MAPConfig(**{f: v for f, v in given.items() if v is not None})
-    if args.backend == "local" and getattr(args, "model", None):  # a shipped adapter runs under the settings it was trained with
+    # a shipped adapter runs under the settings it was trained with
+    if args.backend == "local" and getattr(args, "model", None):
         from map_agent.learned.adapters import ADAPTERS, adapter_config
 
         if args.model in ADAPTERS:

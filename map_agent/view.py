@@ -536,10 +536,13 @@ def write_view(run_dir: Path | str, out: Path | str | None = None) -> Path:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories (runs/<id>)")
-    p.add_argument("--out", help="write the pages here as <run id>.html (default: view.html in each run directory)")
+    from map_agent.options import add_options
+
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories (runs/<id>); without --out each "
+                                                             "page is written as RUN_DIR/view.html")
     p.add_argument("--serve", action="store_true", help="then serve the pages on 127.0.0.1 until Ctrl-C")
     p.add_argument("--port", type=int, default=8765, help="the port --serve listens on (loopback only)")
+    add_options(p, "out", defaults={"out": None})
 
 
 def cli_run(args: argparse.Namespace, announce: Callable[[str], None] | None = None) -> int:

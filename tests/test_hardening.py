@@ -153,7 +153,8 @@ def test_a_run_where_every_problem_errored_exits_non_zero(tmp_path, capsys, monk
     captured = capsys.readouterr()
     assert code == 1
     assert "every problem failed (2 of 2)" in one_line_error(captured.err) and "the planner broke" in captured.err
-    assert json.loads(captured.out)["errors"] == 2
+    assert "problems failed                2" in captured.out  # the closing table; the JSON is in summary.json
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["errors"] == 2
 
 
 def test_module_failures_are_totalled_and_a_resumed_run_keeps_its_wall_time(tmp_path, capsys):

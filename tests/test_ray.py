@@ -25,19 +25,9 @@ from langchain_openai import ChatOpenAI
 from map_agent import cli
 from map_agent.config import MAPConfig
 from map_agent.eval import executors
+from map_agent.eval.records import untimed
 from map_agent.eval.runner import Evaluation, RunSpec
 from map_agent.modules import OracleChatModel
-
-#: fields that measure time, not what was planned
-TIMES = {"wall_seconds", "plan_seconds", "finished_at", "seconds", "model_seconds", "code_version"}
-
-
-def untimed(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: untimed(v) for k, v in value.items() if k not in TIMES}
-    if isinstance(value, list):
-        return [untimed(v) for v in value]
-    return value
 
 
 def jobs(run_dir: Path) -> dict[tuple[str, int], dict[str, Any]]:

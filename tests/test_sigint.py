@@ -78,7 +78,7 @@ def test_first_ctrl_c_stops_the_eval_summarises_what_finished_and_says_how_to_re
         assert resumed.returncode == 0, resumed.stderr
     done = record_lines(records)
     assert len(done) == 8 and len({r["problem_id"] for r in done}) == 8
-    assert json.loads(resumed.stdout)["wall_seconds"] >= summary["wall_seconds"]
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["wall_seconds"] >= summary["wall_seconds"]
 
 
 @pytest.mark.slow

@@ -100,9 +100,9 @@ def test_report_links_each_runs_page(run_dir: Path, tmp_path: Path) -> None:
     from map_agent.eval.report import build_report
 
     written = build_report([run_dir], tmp_path / "report")
-    page = written[f"runs/{run_dir.name}.html"]
+    page = written[f"pages/{run_dir.name}.html"]
     assert "problem 2 · run 0" in page.read_text()
-    assert f"<a href='runs/{run_dir.name}.html'>{run_dir.name}</a>" in written["report.html"].read_text()
+    assert f"<a href='pages/{run_dir.name}.html'>{run_dir.name}</a>" in written["report.html"].read_text()
 
 
 def test_what_went_wrong_first_names_the_module(run_dir: Path, tmp_path: Path) -> None:

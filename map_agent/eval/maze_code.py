@@ -41,6 +41,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from pydantic import BaseModel, Field
 
 from map_agent.eval.records import append_record, read_records
+from map_agent.llm.backends import redactor
 from map_agent.options import add_options, chat_options, int_in, seconds
 from map_agent.tasks.maze.data import (
     ANSWER_LEAD,
@@ -60,6 +61,8 @@ from map_agent.tools.maze import Maze, Position, greedy_path, solve_maze
 from map_agent.tools.sandbox import SandboxLimits, SandboxUnavailable, check_isolation, run_script
 
 EPILOGUE = "__result__ = {'maze': maze, 'values': value_iteration(maze)}"
+#: the most characters of a reply or an error a record keeps
+EXCERPT_CHARS = 20_000
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)```", re.DOTALL)
 
 
@@ -89,21 +92,56 @@ def extract_code(reply: str) -> str:
 
 
 def _value_matrix(raw: Any, maze: Maze) -> np.ndarray:
-    """The script's values as a ``height x width`` float matrix; raises ValueError naming what is wrong."""
+    """The script's values as a ``height x width`` float matrix; raises ValueError naming what is wrong.
+
+    What a script returns is the model's data, never trusted: every key must be an integer (row, col) of the
+    maze and every value a real number that fits a float (an overflowing integer, NaN, a string or a list is a
+    bad answer, that problem's failure, rather than an exception that would stop the evaluation). Infinities
+    stay: a wall at -inf or a goal at +inf orders the greedy path as intended."""
+    cells = maze.height * maze.width
     if isinstance(raw, dict) and "__pairs__" in raw:  # a dict keyed by (row, col)
+        pairs = raw["__pairs__"]
+        if not isinstance(pairs, list) or len(pairs) > cells:
+            raise ValueError(f"value dict has {_size(pairs)} entries, the maze {cells} cells")
         matrix = np.full((maze.height, maze.width), -np.inf)
-        for key, value in raw["__pairs__"]:
-            if not (isinstance(key, list) and len(key) == 2 and maze.inside((key[0], key[1]))):
-                raise ValueError(f"value dict key {key!r} is not a (row, col) of the maze")
-            matrix[key[0], key[1]] = float(value)
+        for pair in pairs:
+            key, value = pair if isinstance(pair, list) and len(pair) == 2 else (pair, None)
+            if not (isinstance(key, list) and len(key) == 2 and all(type(k) is int for k in key)
+                    and maze.inside((key[0], key[1]))):
+                raise ValueError(f"value dict key {excerpt(repr(key), 80)} is not a (row, col) of the maze")
+            matrix[key[0], key[1]] = _number(value)
         return matrix
+    rows = raw if isinstance(raw, list) else None
+    if rows is None or len(rows) != maze.height or any(not isinstance(r, list) or len(r) != maze.width
+                                                       for r in rows):
+        widths = sorted({len(r) if isinstance(r, list) else -1 for r in rows or []})
+        got = f"{len(rows)} rows of widths {widths[:4]}" if rows is not None else f"a {type(raw).__name__}"
+        raise ValueError(f"value_iteration(maze) returned {got}, not a matrix of the maze's shape "
+                         f"{(maze.height, maze.width)}")
+    return np.array([[_number(v) for v in row] for row in rows], dtype=float)
+
+
+def _number(value: Any) -> float:
+    """A value of the script's table as a float; ValueError for anything that is not a real number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"value {excerpt(repr(value), 80)} is not a number")
     try:
-        matrix = np.asarray(raw, dtype=float)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"value_iteration(maze) did not return a numeric matrix: {e}") from None
-    if matrix.shape != (maze.height, maze.width):
-        raise ValueError(f"value matrix has shape {matrix.shape}, the maze is {(maze.height, maze.width)}")
-    return matrix
+        number = float(value)
+    except OverflowError:
+        raise ValueError(f"value {excerpt(repr(value), 80)} does not fit a float") from None
+    if number != number:
+        raise ValueError("value NaN is not a number")
+    return number
+
+
+def _size(value: Any) -> str:
+    return str(len(value)) if isinstance(value, list) else f"no list of ({type(value).__name__})"
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """At most ``limit`` characters of model-made text for a record, and how much was cut: one reply could
+    otherwise store megabytes in a record."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
 def score_script(code: str, problem: MazeProblem, limits: SandboxLimits | None = None) -> CodeScore:
@@ -113,7 +151,7 @@ def score_script(code: str, problem: MazeProblem, limits: SandboxLimits | None =
     run = run_script(code, EPILOGUE, limits)
     base = {"optimal_length": problem.optimal_length, "seconds": run.seconds}
     if not run.ok:
-        return CodeScore(executed=False, status=run.status, error=run.error, **base)
+        return CodeScore(executed=False, status=run.status, error=excerpt(run.error), **base)
     result = run.result if isinstance(run.result, dict) else {}
     try:
         values = _value_matrix(result.get("values"), maze)
@@ -174,6 +212,7 @@ def evaluate(llm: BaseChatModel, problems: Sequence[MazeProblem], out: Path | st
     examples = training_problems(max(shots, 1), seed)[:shots]
     failures: dict[str, str] = {}
     tick = tick or (lambda note: None)
+    scrub = redactor(llm)
     succeeded = 0
     for problem in problems:
         if problem.id in done:
@@ -183,7 +222,7 @@ def evaluate(llm: BaseChatModel, problems: Sequence[MazeProblem], out: Path | st
         try:
             reply = llm.invoke(messages_for(problem, examples, prompt))
         except Exception as e:  # the model's failure is this problem's, never the run's
-            failures[problem.id] = f"{type(e).__name__}: {e}"[:500]
+            failures[problem.id] = scrub(f"{type(e).__name__}: {e}")[:500]  # a server may echo the URL or key
             print(f"maze-code: {problem.id}: model call failed: {failures[problem.id]}", file=sys.stderr)
             tick(f"{len(failures)} model calls failed")
             continue
@@ -192,7 +231,7 @@ def evaluate(llm: BaseChatModel, problems: Sequence[MazeProblem], out: Path | st
         usage = reply.usage_metadata or {}
         record = {"id": problem.id, "test_set": problem.test_set, "config": problem.config.name,
                   "config_source": problem.config_source, "prompt": prompt,
-                  **score.model_dump(mode="json"), "reply": text,
+                  **score.model_dump(mode="json"), "reply": excerpt(text),
                   "input_tokens": usage.get("input_tokens", 0),
                   "output_tokens": usage.get("output_tokens", 0),
                   "total_seconds": time.perf_counter() - started}

@@ -31,7 +31,9 @@ def read_records(path: Path, schema: type[BaseModel] | None = None,
     if not path.exists():
         return []
     records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+    # newline-delimited in the strict sense: ``str.splitlines`` would also split inside a string holding U+2028,
+    # U+0085 or another Unicode line break, losing the record (older files were written with them unescaped)
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").split("\n"), start=1):
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
@@ -57,11 +59,28 @@ def validation_message(error: ValidationError) -> str:
 
 
 def append_record(path: Path, record: dict[str, Any], lock: threading.Lock | None = None) -> None:
-    """Append one record as a JSON line and flush it; ``lock`` serialises writers sharing the file."""
-    line = json.dumps(record, default=str, ensure_ascii=False) + "\n"
+    """Append one record as a JSON line and flush it; ``lock`` serialises writers sharing the file.
+
+    The line is pure ASCII (``ensure_ascii``): no reader of the store, however it splits lines, can find a line
+    break inside a record."""
+    line = json.dumps(record, default=str, ensure_ascii=True) + "\n"
     with lock or nullcontext(), path.open("a+b") as f:
         f.seek(0, 2)
         if f.tell() and (f.seek(-1, 2), f.read(1))[1] != b"\n":
             line = "\n" + line  # a killed run left a torn line: start on a fresh one
         f.write(line.encode())
         f.flush()
+
+
+#: the fields of a record that measure when or how long, not what was planned
+TIME_FIELDS = frozenset({"wall_seconds", "plan_seconds", "finished_at", "seconds", "model_seconds", "code_version"})
+
+
+def untimed(value: Any) -> Any:
+    """A record (or any JSON value) without its time fields, at any depth: two executors, two machines or two
+    runs of the same work compare equal on what they planned."""
+    if isinstance(value, dict):
+        return {k: untimed(v) for k, v in value.items() if k not in TIME_FIELDS}
+    if isinstance(value, list):
+        return [untimed(v) for v in value]
+    return value

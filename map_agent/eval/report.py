@@ -289,7 +289,13 @@ def _plt():
 def _name(r: Run) -> str:
     """A run's name in the figures: method and variant (the label), the model (or the backend), task and split,
     so two models or two variants never share a bar's name."""
-    return f"{r.label}\n{r.model or r.backend}, {r.task}/{r.split}"
+    return "\n".join([*_method_model(r), f"{r.task}/{r.split}"])
+
+
+def _method_model(r: Run) -> tuple[str, str]:
+    """The method with its variant, and the model (the backend when no model was named)."""
+    model = r.model or r.backend
+    return r.label.removesuffix(f" [{model}]"), model
 
 
 def _colours(labels: list[str], runs: list[Run]) -> dict[str, str]:
@@ -318,7 +324,7 @@ def solved_figure(task: str, runs: list[Run], entries: list[Published], out: Pat
     splits = list(dict.fromkeys(r.split for r in runs))
     labels = list(dict.fromkeys(r.label for r in runs))
     colours = _colours(labels, runs)
-    legend_names = {r.label: f"{r.label} · {r.model or r.backend}" for r in runs}
+    legend_names = {r.label: " · ".join(_method_model(r)) for r in runs}
     fig, axes = plt.subplots(1, 2, figsize=(max(7.0, 0.5 * len(splits) * len(labels) + 5), 3.4))
     width = min(0.8 / len(labels), 0.35)
     for ax, metric, title in ((axes[0], "pct_solved", "% solved"), (axes[1], "pct_invalid", "% invalid")):
@@ -393,7 +399,8 @@ def cost_figure(runs: list[Run], out: Path) -> list[Path] | None:
         return None
     plt = _plt()
     names = [_name(r) for r in runs]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(max(7.0, 1.6 * len(runs) + 5), 4.0))
+    # one above the other: each run's three-line name needs ~1.4 in of width, twice side by side is too wide
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(max(6.0, 1.5 * len(runs) + 2.5), 6.5))
     palette = plt.get_cmap("tab20")
     bottoms = [0.0] * len(runs)
     seen = {m for r in runs for m in r.summary["usage"]["modules"]}
@@ -420,10 +427,8 @@ def cost_figure(runs: list[Run], out: Path) -> list[Path] | None:
     a2.set_title("tokens")
     a2.set_ylabel("tokens per problem (input + output)")
     for ax in (a1, a2):
-        ax.set_xlabel("method · model, task/split")
-        ax.tick_params(axis="x", labelsize=7, labelrotation=30)
-        for tick in ax.get_xticklabels():
-            tick.set_horizontalalignment("right")
+        ax.set_xlabel("method, model, task/split")
+        ax.tick_params(axis="x", labelsize=7)  # one short line each, unrotated: names never cross
     handles, labels = a1.get_legend_handles_labels()
     more, extra = a2.get_legend_handles_labels()
     fig.legend(handles + more, labels + extra, loc="outside right center", frameon=False, fontsize=7)
@@ -502,9 +507,10 @@ def build_report(run_dirs: list[Path], out: Path, *, title: str = "MAP evaluatio
             written[p.name] = p
     from map_agent.view import write_view
 
-    pages = {r.dir: write_view(r.dir, out / "runs") for r in runs}  # each run's page, linked from the report
+    # each run's page, linked from the report; not in runs/, where reproduce keeps the run directories
+    pages = {r.dir: write_view(r.dir, out / "pages") for r in runs}
     for page in pages.values():
-        written[f"runs/{page.name}"] = page
+        written[f"pages/{page.name}"] = page
     written["report.html"] = out / "report.html"
     written["report.html"].write_text(_html(title, tables, figures, runs, pages), encoding="utf-8")
     return written
@@ -535,7 +541,7 @@ def _svg(path: Path) -> str:
 
 def _html(title: str, tables: dict[str, Table], figures: dict[str, list[Path]], runs: list[Run],
           pages: dict[Path, Path]) -> str:
-    links = (f"<a href='runs/{html.escape(pages[r.dir].name)}'>{html.escape(r.dir.name)}</a> "
+    links = (f"<a href='pages/{html.escape(pages[r.dir].name)}'>{html.escape(r.dir.name)}</a> "
              f"({html.escape(f'{r.label}, {r.task}/{r.split}')})" for r in runs)
     sections = [f"<h1>{html.escape(title)}</h1>",
                 "<p>Runs (each links to its page of problems, steps, module calls and replies): "

@@ -34,6 +34,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel
 
 from map_agent.eval.records import append_record, read_records
+from map_agent.llm.backends import redactor
 from map_agent.options import add_options, chat_options
 from map_agent.prompts import PROMPT_ROOT
 from map_agent.tasks.planetarium.generator import Instance, domain_text, generate
@@ -133,7 +134,8 @@ def run(llm: BaseChatModel, instances: Iterable[Instance], out: Path | str,
         try:
             reply = llm.invoke(_messages(instance, instructions))
         except Exception as e:  # the model's failure is this instance's, never the run's: no record, so a rerun retries
-            print(f"text-to-pddl: {instance.id}: model call failed: {type(e).__name__}: {e}"[:500], file=sys.stderr)
+            print(redactor(llm)(f"text-to-pddl: {instance.id}: model call failed: {type(e).__name__}: {e}")[:500],
+                  file=sys.stderr)  # a server may echo the URL or key
             tick(f"{instance.id}: model call failed")
             continue
         output = reply.content if isinstance(reply.content, str) else json.dumps(reply.content)

@@ -429,14 +429,29 @@ def _answers(llm: OpenAICompatibleChat) -> bool:
 
 
 def _show(url: str) -> str:
-    """A URL as shown in an error line: without its query, which may carry a token."""
+    """A URL as shown in an error line: redacted (``redact``), without its query."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.netloc else url
+    return redact(f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.netloc else url, url)
 
 
 def _one_line(error: BaseException, limit: int = 300) -> str:
     text = " ".join(str(error).split())
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+#: a path segment shown as is: a word (``v1``, ``openai``, ``chat``) rather than something shaped like a token
+_PLAIN_SEGMENT = re.compile(r"[A-Za-z][A-Za-z_-]{0,23}|v\d+(?:[a-z]+\d*)?")
+#: the ``user:password@`` of a URL anywhere in a text
+_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/\s@]+@", re.I)
+
+
+def _url_secrets(url: str) -> list[str]:
+    """The parts of an endpoint URL that may carry a credential: user name and password, the path segments that
+    are not plain words, the query and each of its values."""
+    parts = urlsplit(url)
+    query_values = [v for pair in parts.query.split("&") for v in pair.split("=", 1)[1:]]
+    return [p for p in (parts.username, parts.password, parts.query, *query_values,
+                        *(s for s in parts.path.split("/") if s and not _PLAIN_SEGMENT.fullmatch(s))) if p]
 
 
 # Shapes of credentials: OpenAI-style keys, bearer tokens, key=value pairs in URLs and messages, long opaque tokens.
@@ -448,22 +463,31 @@ _KEY_LIKE = re.compile(
 
 
 def redact(text: str, base_url: str | None = None, secrets: tuple[str, ...] = ()) -> str:
-    """Error text fit to store: the endpoint's path and query (which may carry a token), the given secrets and
-    anything shaped like a key are replaced by ``<redacted>``; the endpoint's host stays, to say where it failed.
+    """Text fit to print or store -- the one redaction of every output: the given secrets; the endpoint's (given,
+    or from the environment) user name and password, path segments shaped like tokens and query; the userinfo of
+    any URL; anything shaped like a key. Each is replaced by ``<redacted>``; the host, port and plain path words
+    (``/v1``) stay, to say where it failed.
 
     >>> redact("404 for http://h:8/v1/t0ps3cret/chat?key=abc", "http://h:8/v1/t0ps3cret?key=abc")
-    '404 for http://h:8<redacted>/chat?<redacted>'
+    '404 for http://h:8/v1/<redacted>/chat?<redacted>'
+    >>> redact("cannot connect to https://me:hunter2@h/v1", "https://me:hunter2@h/v1")
+    'cannot connect to https://<redacted>@h/v1'
     >>> redact("invalid api key sk-proj-abcdefgh12345678")
     'invalid api key <redacted>'
     """
     if not text:
         return text
-    for secret in secrets:
+    hidden = [*secrets, *(piece for url in {base_url, endpoint_url()} if url for piece in _url_secrets(url))]
+    for secret in sorted(hidden, key=len, reverse=True):  # the longest first: a query before its values
         if secret and len(secret) >= 4:
             text = text.replace(secret, "<redacted>")
-    if base_url:
-        parts = urlsplit(base_url)
-        for piece in (parts.path.rstrip("/"), parts.query):
-            if len(piece) > 1:
-                text = text.replace(piece, "<redacted>")
+    text = _USERINFO.sub(r"\1<redacted>@", text)
     return _KEY_LIKE.sub(lambda m: (m["name"] or "") + "<redacted>", text)
+
+
+def redactor(llm: Any) -> Any:
+    """``redact`` bound to a chat model's endpoint and key: for evaluations that hold a model, not the options."""
+    base = getattr(llm, "openai_api_base", None)
+    key = getattr(llm, "openai_api_key", None)
+    secrets = (key.get_secret_value(),) if key is not None else ()
+    return lambda text: redact(text, base, secrets)
