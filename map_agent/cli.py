@@ -261,7 +261,7 @@ class _Renderer:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from map_agent.eval.runner import Evaluation, Interrupted, RunSpec
+    from map_agent.eval.runner import Evaluation, Interrupted, RunSpec, ended_by, latest
 
     task = get_task(args.task)
     args.split = args.split or next(iter(task.splits()))
@@ -301,12 +301,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out.print(_summary_table(summary))
     out.print(f"summary: {evaluation.dir / 'summary.json'}\nrecords: {evaluation.records_path}\n"
               f"see every step: map-agent view {evaluation.dir}", highlight=False, markup=False)
+    if summary.get("infrastructure_failures"):  # an outage is not a result: say so, and fail the command
+        first = next(r.get("error") or _first_call_error(r) for r in latest(evaluation.records()).values()
+                     if ended_by(r) == "infrastructure")
+        _error(f"{summary['infrastructure_failures']} problem(s) ended by the endpoint, not the model (not scored; "
+               f"the first: {_redactor(args)(first)}); run the same command again to retry them")
+        return 1
     if summary["records"] and summary["errors"] == summary["records"]:
         first = next(r["error"] for r in evaluation.records() if r.get("error"))
         _error(f"every problem failed ({summary['errors']} of {summary['records']}); the first: "
                f"{_redactor(args)(first)}")
         return 1
     return 0
+
+
+def _first_call_error(record: dict[str, Any]) -> str:
+    """The error of a record's first call that failed at the endpoint."""
+    calls = [*record.get("calls", []), *(c for phase in record.get("phases", []) for c in phase.get("calls", []))]
+    return next((c.get("error") or "" for c in calls if c.get("infrastructure")), "no reason recorded")
 
 
 def _summary_table(summary: dict[str, Any]) -> Table:

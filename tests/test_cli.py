@@ -57,14 +57,14 @@ def test_a_crashing_plan_is_recorded_as_that_problems_failure(tmp_path):
 
     def factory(problem, config):
         if problem.id == "2":
-            raise ConnectionError("endpoint down")
+            raise RuntimeError("planner bug")  # (an endpoint failure is the infrastructure's: unscored, issue 16)
         from map_agent import MAPAgent
         return MAPAgent(problem, backend="oracle", config=config)
 
     summary = Evaluation(spec, tmp_path, "y", agent_factory=factory).run()
     assert summary["errors"] == 1 and summary["pct_solved"]["mean"] == 50
     (bad,) = [r for r in read_records(tmp_path / "y" / "records.jsonl") if r.get("error")]
-    assert bad["problem_id"] == "2" and "endpoint down" in bad["error"]
+    assert bad["problem_id"] == "2" and "planner bug" in bad["error"] and bad["ended_by"] == "environment"
 
 
 def test_metrics_follow_the_paper():

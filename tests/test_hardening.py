@@ -349,8 +349,10 @@ def test_an_eval_against_a_server_that_stops_answering_finishes_by_itself(tmp_pa
         elapsed = time.monotonic() - started
         held = len(server.requests) - 1
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
-    assert code == 0 and summary["records"] == 1 and summary["errors"] == 0
+    # an outage is not a planning failure: unscored, counted apart, and the command fails (issue 16)
+    assert code == 1 and summary["records"] == 0 and summary["infrastructure_failures"] == 1
     assert summary["module_failures"] >= 1 and held >= 4  # each failed call was retried before it was recorded
     (record,) = read_records(tmp_path / "r" / "records.jsonl")
+    assert record["ended_by"] == "infrastructure"
     assert record["failures"] and all("Timeout" in f["error"] for f in record["failures"])
     assert elapsed < 120

@@ -3,15 +3,31 @@ credential in any output."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import multiprocessing
+import socket
+import threading
+import time
 
 import pytest
 from fake_openai import FakeOpenAI
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from langchain_core.language_models.fake_chat_models import FakeListChatModel
+from langchain_core.tools import ToolException
 
 from map_agent.cli import main
+from map_agent.eval.maze_code import EXCERPT_CHARS, evaluate
 from map_agent.eval.records import append_record, read_records
+from map_agent.eval.runner import Evaluation, RunSpec
+from map_agent.llm import make_chat_model
+from map_agent.llm.backends import SetupError, check_endpoint
+from map_agent.tasks.maze.data import load_test_set
+from map_agent.tools.sandbox import SandboxLimits
+from map_agent.tools.value_iteration_tool import solve, value_iteration_tool
+
+LIMITS = SandboxLimits(wall_s=10, cpu_s=5, memory_mb=768)
 
 #: every code point ``str.splitlines`` treats as a line boundary, plus the JSON-relevant controls
 LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
@@ -71,3 +87,204 @@ def test_no_subcommand_prints_or_stores_a_token_planted_in_the_base_url_or_key(c
     for name, text in channels.items():
         for secret in (USER_TOKEN, PATH_TOKEN, QUERY_TOKEN, KEY, "0123456789abcdef"):
             assert secret not in text, f"{secret} in {name}"
+
+
+# -- 5: model output is data ----------------------------------------------------------------------------------
+HOSTILE_TABLES = {  # what value_iteration(maze) returns -> what the bad answer is called
+    "{(0.5, 1): 1.0}": "not a (row, col)",
+    "{((0,), 1): 1.0}": "not a (row, col)",
+    "{(True, 0): 1.0}": "not a (row, col)",
+    "{(0, 0): 10 ** 400}": "does not fit a float",
+    "[[10 ** 400] * len(m[0]) for _ in m]": "does not fit a float",
+    "[[float('nan')] * len(m[0]) for _ in m]": "NaN",
+    "[[[1]] * len(m[0]) for _ in m]": "not a number",
+    "[['1'] * len(m[0]) for _ in m]": "not a number",
+    "{(0, 0): [1]}": "not a number",
+    "[[1] * 3, [1] * 4]": "not a matrix",
+    "{(i, 0): 1 for i in range(100_000)}": "entries",
+}
+
+
+def test_a_hostile_value_table_is_that_problems_bad_answer_and_the_evaluation_goes_on(tmp_path):
+    problems = load_test_set(1)[:len(HOSTILE_TABLES)]
+    replies = [f"```python\nmaze = {p.grid!r}\ndef value_iteration(m):\n    return {table}\n```"
+               for p, table in zip(problems, HOSTILE_TABLES, strict=True)]
+    replies[-1] += "\n" + "# padding\n" * 200_000  # a 2 MB reply: the record keeps an excerpt
+    summary = evaluate(FakeListChatModel(responses=replies), problems, tmp_path, limits=LIMITS)
+    records = read_records(tmp_path / "records.jsonl")
+    assert summary["scored"] == len(HOSTILE_TABLES) and summary["status"] == {"bad_output": len(HOSTILE_TABLES)}
+    for record, complaint in zip(records, HOSTILE_TABLES.values(), strict=True):
+        assert record["executed"] and complaint in record["error"], (record["error"], complaint)
+        assert len(json.dumps(record)) < 3 * EXCERPT_CHARS
+    assert "more characters" in records[-1]["reply"]
+
+
+def test_value_iteration_tool_refuses_an_infinite_reward_and_a_huge_maze_in_one_line():
+    assert value_iteration_tool.invoke({"maze": [["A", "G"]], "reward": float("inf")}) \
+        == "invalid arguments: reward: Input should be a finite number"
+    with pytest.raises(ToolException, match="reward: must be a finite number"):
+        solve([["A", "G"]], reward=float("inf"))
+    huge = [["-"] * 1000 for _ in range(1000)]
+    huge[0][0], huge[-1][-1] = "A", "G"
+    started = time.perf_counter()
+    answer = value_iteration_tool.invoke({"maze": huge})
+    assert answer == "maze: 1000000 cells, more than the 40000 this tool solves"
+    assert time.perf_counter() - started < 5
+
+
+# -- 2: failure taxonomy --------------------------------------------------------------------------------------
+QUICK = ["--parse-retries", "0", "--monitor-retries", "0", "--no-cache", "--max-actions", "1"]
+
+
+def test_an_endpoint_that_goes_down_mid_run_is_not_scored_and_is_retried_on_resume(tmp_path, capsys):
+    answered = 6  # the probe and a few module calls, then every request is refused with a 503
+
+    def down_after(n, request):
+        return None if n < answered else (503, "application/json", b'{"error": {"message": "overloaded"}}')
+
+    command = ["eval", "hanoi", "--limit", "3", "--runs", "1", "--backend", "openai", "--out", str(tmp_path),
+               "--run-id", "r", *QUICK]
+    with FakeOpenAI(respond=down_after) as server:
+        code = main([*command, "--base-url", server.url])
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    records = read_records(tmp_path / "r" / "records.jsonl")
+    assert code == 1 and "ended by the endpoint, not the model" in capsys.readouterr().err
+    infra = [r for r in records if r["ended_by"] == "infrastructure"]
+    assert infra and summary["infrastructure_failures"] == len(infra)
+    assert summary["records"] == len(records) - len(infra)  # only what the model ended is scored
+    assert all(r["ended_by"] in ("model", "infrastructure") for r in records)
+    with FakeOpenAI() as healthy:  # resuming against a healthy server retries exactly the unscored problems
+        assert main([*command, "--base-url", healthy.url]) == 0
+        assert len(healthy.requests) > 1
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["infrastructure_failures"] == 0 and summary["records"] == 3
+
+
+@pytest.mark.slow
+def test_a_real_server_killed_mid_eval_ends_its_problems_as_infrastructure(tmp_path, capsys):
+    """llama-cpp-python's own server, stopped once the first record is written: what follows is the outage's."""
+    from llama_server import LlamaServer
+
+    server = LlamaServer(tmp_path / "server.log")
+    records = tmp_path / "r" / "records.jsonl"
+
+    def kill_after_first_record():
+        while not (records.exists() and records.read_text().strip()):
+            time.sleep(0.05)
+        server.stop()
+
+    killer = threading.Thread(target=kill_after_first_record, daemon=True)
+    killer.start()
+    try:
+        code = main(["eval", "hanoi", "--limit", "3", "--runs", "1", "--backend", "openai", "--base-url", server.url,
+                     "--timeout", "30", "--out", str(tmp_path), "--run-id", "r", *QUICK])
+    finally:
+        server.stop()
+    killer.join(5)
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    ended = [r["ended_by"] for r in read_records(records)]
+    assert code == 1 and "ended by the endpoint" in capsys.readouterr().err
+    assert ended[0] == "model" and "infrastructure" in ended[1:]
+    assert summary["records"] == ended.count("model") and summary["infrastructure_failures"] == ended.count(
+        "infrastructure")
+
+
+# -- 3: whole-request deadlines, capped bodies, a busy probe, a cached rerun ----------------------------------
+def _raw_server(handler):
+    """A loopback HTTP server speaking raw bytes: ``handler(connection)`` for each connection."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+
+    def accept():
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(target=handler, args=(connection,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.getsockname()[1]}/v1"
+
+
+def _drip(connection):  # headers and body one byte every 50 ms: no single read ever times out
+    connection.recv(65536)
+    with contextlib.suppress(OSError):
+        for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b" " * 100_000:
+            connection.sendall(bytes([byte]))
+            time.sleep(0.05)
+
+
+def _huge(connection):  # a 300 MiB body
+    connection.recv(65536)
+    with contextlib.suppress(OSError):
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (300 * 2**20))
+        for _ in range(300):
+            connection.sendall(b" " * 2**20)
+
+
+def test_timeout_bounds_the_whole_request_and_reply_bodies_are_capped():
+    for handler, complaint, seconds in ((_drip, "no answer within 1 s", 3), (_huge, "exceeds 32 MiB", 5)):
+        server, url = _raw_server(handler)
+        started = time.monotonic()
+        with pytest.raises(SetupError, match=complaint):
+            check_endpoint(make_chat_model("openai", "m", base_url=url, timeout=1.0, cache=False))
+        assert time.monotonic() - started < seconds
+        server.close()
+
+
+def test_a_429_on_the_start_up_probe_is_waited_out():
+    def busy_twice(n, request):
+        return (429, "application/json", b'{"error": {"message": "slow down"}}') if n < 2 else None
+
+    with FakeOpenAI(respond=busy_twice) as server:
+        check_endpoint(make_chat_model("openai", "m", base_url=server.url, json_schema="off", cache=False))
+        assert len(server.requests) >= 3
+
+
+def test_a_fully_cached_rerun_needs_no_endpoint(tmp_path, capsys):
+    command = ["eval", "hanoi", "--limit", "1", "--runs", "1", "--backend", "openai", "--cache-dir",
+               str(tmp_path / "cache"), "--parse-retries", "0", "--monitor-retries", "0", "--max-actions", "1"]
+    with FakeOpenAI() as server:
+        assert main([*command, "--base-url", server.url, "--out", str(tmp_path / "first")]) == 0
+        url = server.url
+    with pytest.warns(RuntimeWarning, match="earlier run's endpoint check"):  # the server is gone now
+        assert main([*command, "--base-url", url, "--out", str(tmp_path / "again")]) == 0
+    first, again = (read_records(next((tmp_path / d).glob("*/records.jsonl"))) for d in ("first", "again"))
+    assert [r["plan"] for r in again] == [r["plan"] for r in first]
+    assert again[0]["ended_by"] == "model"
+
+
+# -- 7: several processes, one run ----------------------------------------------------------------------------
+IDS = ["1", "2", "4", "5", "6", "7"]
+
+
+def _plan_shared(out, start):
+    """One of several processes on the same run directory: all start planning at the same moment."""
+    from map_agent import MAPAgent
+
+    def slow_oracle(problem, config):
+        time.sleep(0.2)  # long enough for every process to want every job
+        return MAPAgent(problem, backend="oracle", config=config)
+
+    spec = RunSpec(task="hanoi", split="test3", runs=1, backend="oracle", model=None, config={},
+                   problem_ids=IDS)
+    evaluation = Evaluation(spec, out, "shared", agent_factory=slow_oracle)
+    evaluation.prepare()
+    start.wait()
+    evaluation.run()
+
+
+def test_processes_sharing_a_run_directory_plan_each_problem_once(tmp_path):
+    context = multiprocessing.get_context("fork")
+    start = context.Barrier(4)
+    workers = [context.Process(target=_plan_shared, args=(tmp_path, start)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert [w.exitcode for w in workers] == [0] * 4
+    records = read_records(tmp_path / "shared" / "records.jsonl")
+    assert sorted(r["problem_id"] for r in records) == sorted(IDS)
+    assert all(r["solved"] for r in records)

@@ -297,3 +297,15 @@ def test_a_misused_routing_option_is_a_one_line_error(more, message, tmp_path, c
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+
+
+@pytest.mark.parametrize("command", [["eval", "maze-code", "--test-set", "1", "--unsafe-sandbox"],
+                                     ["eval", "text-to-pddl"]])
+def test_model_evaluations_check_the_endpoint_before_the_first_problem(command, tmp_path, capsys):
+    from llama_server import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    code = cli.main([*command, "--backend", "openai", "--base-url", url, "--limit", "1", "--out", str(tmp_path)])
+    (error,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert code == 2 and "cannot connect" in error
+    assert not list(tmp_path.rglob("records.jsonl"))  # no problem was started

@@ -69,6 +69,24 @@ def result(expected) -> Callable[[SandboxResult, Context], None]:
     return check
 
 
+#: x86_64: loop rdi times {clone(CLONE_VM|FS|FILES|SIGHAND|THREAD, stack 0); child: for (;;) pause();} and
+#: return how many clones succeeded (stops at the first failure)
+STUB_CLONES = [83, 65, 84, 72, 137, 251, 69, 49, 228, 72, 133, 219, 116, 46, 72, 255, 203, 184, 56, 0, 0, 0, 191, 0,
+               15, 1, 0, 49, 246, 49, 210, 69, 49, 210, 69, 49, 192, 15, 5, 72, 133, 192, 116, 7, 120, 14, 73, 255,
+               196, 235, 214, 184, 34, 0, 0, 0, 15, 5, 235, 247, 76, 137, 224, 65, 92, 91, 195]
+
+
+def forked_nowhere(run: SandboxResult, ctx: Context) -> None:
+    """The fork was denied, or (as root, where only the filter counts tasks) the thread itself was."""
+    assert (run.ok and run.result == ["denied"]) or "can't start new thread" in run.error, (run.status, run.error)
+
+
+def tasks_counted(run: SandboxResult) -> None:
+    """At most ``LIMITS.tasks`` tasks came to be (the runner counts as one)."""
+    assert run.status in ("ok", "error"), (run.status, run.error)
+    assert run.result is None or run.result < LIMITS.tasks, run.result
+
+
 def denied(run: SandboxResult, ctx: Context) -> None:
     assert run.status == "denied" and "Operation not permitted" in run.error, (run.status, run.error)
 
@@ -113,7 +131,7 @@ CASES = [
          result(1), "__result__ = err"),
     Case("fork from a thread", "import os, threading\nout = []\ndef go():\n    try:\n        os.fork()\n"
                                "        out.append('forked')\n    except OSError:\n        out.append('denied')\n"
-                               "t = threading.Thread(target=go)\nt.start()\nt.join()", result(["denied"]),
+                               "t = threading.Thread(target=go)\nt.start()\nt.join()", forked_nowhere,
          "__result__ = out"),
     Case("i386 int 0x80 fork", "import ctypes, mmap\nm = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | "
                                "mmap.PROT_WRITE | mmap.PROT_EXEC)\nm.write(bytes([0xb8, 2, 0, 0, 0, 0xcd, 0x80, "
@@ -167,7 +185,8 @@ CASES = [
                                 "os.rename('real', 'd')\nt = threading.Thread(target=swap)\nt.start()\nwins = 0\n"
                                 "for _ in range(3000):\n    try:\n        open('d/@MARKER@', 'w').close()\n"
                                 "        wins += 1\n    except OSError:\n        pass\nstop.append(1)\nt.join()",
-         lambda run, ctx: None if run.ok and not (Path("/usr") / ctx.marker).exists() else
+         lambda run, ctx: None if (run.ok or "can't start new thread" in run.error)
+         and not (Path("/usr") / ctx.marker).exists() else
          pytest.fail(f"{run.status} {run.error}")),
     Case("chmod a system file", "import os\nos.chmod('/usr/bin/true', 0o777)", status("denied")),
     Case("mkfifo under /usr", "import os\nos.mkfifo('/usr/@MARKER@')", host_usr_untouched),
@@ -287,14 +306,34 @@ CASES = [
     Case("infinite loop", "while True:\n    pass", status("timeout")),
     Case("sleep", "import time\ntime.sleep(100)", status("timeout")),
     Case("memory bomb", "x = bytearray(10 ** 11)", status("memory")),
+    # memory outside the address space that RLIMIT_AS bounds (issue 16)
+    Case("SysV shared memory segment", LIBC + "libc.shmget.restype = ctypes.c_int\n"
+                                            "shm = libc.shmget(0, ctypes.c_size_t(1 << 28), 0o1600)", result(-1),
+         "__result__ = shm"),
+    Case("SysV message queue", LIBC + "queue = libc.msgget(0, 0o1600)", result(-1), "__result__ = queue"),
+    Case("memfd filled with write()", "import os\nfd = os.memfd_create('fill')\nblock = b'x' * 2 ** 20\n"
+                                      "for _ in range(3000):\n    os.write(fd, block)", denied),
     Case("a thread left running", "import threading, time\nthreading.Thread(target=time.sleep, args=(100,)).start()"
-                                  "\nx = 1", lambda run, ctx: None if run.ok and run.seconds < 3 else
+                                  "\nx = 1",
+         lambda run, ctx: None if (run.ok or "can't start new thread" in run.error) and run.seconds < 3 else
          pytest.fail(run.status), "__result__ = x"),
     Case("stack overflow", "import sys\nsys.setrecursionlimit(10 ** 7)\ndef f(n):\n    return f(n + 1)\nf(0)",
          status("killed", "error", "memory", "timeout")),
     Case("abort", "import os\nos.abort()", status("killed")),
     Case("segfault", "import ctypes\nctypes.string_at(0)", status("killed")),
     Case("descriptor exhaustion", "fs = [open('/dev/null') for _ in range(100000)]", status("error")),
+    # a machine-code loop of raw clone(CLONE_VM | CLONE_THREAD ...) whose children park in pause() on no stack:
+    # no Python thread object, no arena, so only a task count (RLIMIT_NPROC in the sandbox's user namespace, or
+    # the filter's no-clone rule where that cannot count) stops it; it made 4,000 tasks before
+    Case("4000 raw thread clones", "import ctypes, mmap\nm = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | "
+                                   "mmap.PROT_WRITE | mmap.PROT_EXEC)\nm.write(bytes(" + repr(STUB_CLONES) + "))\n"
+                                   "f = ctypes.CFUNCTYPE(ctypes.c_long, ctypes.c_long)(ctypes.addressof(ctypes."
+                                   "c_char.from_buffer(m)))\nn = f(4000)", lambda run, ctx: tasks_counted(run),
+         "__result__ = n", only_x86_64=True),
+    Case("threads in a loop", "import threading, time\nn = 0\ntry:\n    for _ in range(4000):\n"
+                              "        threading.Thread(target=time.sleep, args=(2,), daemon=True).start()\n"
+                              "        n += 1\nexcept RuntimeError:\n    pass", lambda run, ctx: tasks_counted(run),
+         "__result__ = n"),
 ]
 
 
@@ -413,14 +452,54 @@ WEAK_CASES = {
 }
 
 
+def _without(monkeypatch, layer: str) -> None:
+    """Simulate a kernel that lacks ``layer``: the probe says so, and isolation_problem() follows it."""
+    from map_agent.tools import sandbox
+
+    probed = dict(sandbox.probe_layers(), **{layer: f"{layer} switched off for this test"})
+    monkeypatch.setattr(sandbox, "probe_layers", lambda: probed)
+    monkeypatch.setattr(sandbox, "isolation_problem", lambda: f"{layer} switched off for this test")
+
+
+def test_the_weak_mode_drops_only_the_missing_layer(ctx, monkeypatch):
+    """As root with only Landlock missing, --unsafe-sandbox used to drop every namespace: model code wrote and
+    deleted host files. It now keeps namespaces and seccomp, and its warning names the layers that remain."""
+    _without(monkeypatch, "landlock")
+    victim = ctx.outside.parent / "keep.txt"
+    victim.write_text("data")
+    acts = f"lambda: open({str(ctx.outside / 'x')!r}, 'w'), lambda: os.remove({str(victim)!r})"
+    code = (f"import os\nfor act in ({acts}):"
+            "\n    try:\n        act()\n    except OSError:\n        pass\nimport socket\nsocket.socket()")
+    with pytest.warns(RuntimeWarning) as warned:
+        run = run_script(code, limits=LIMITS.model_copy(update={"allow_weak_isolation": True}))
+    line = str(warned[0].message)
+    assert "active layers: namespaces, seccomp, rlimits; missing: landlock" in line and "\n" not in line
+    assert run.isolation == "weak" and run.status == "denied", (run.status, run.error)
+    assert list(ctx.outside.iterdir()) == [] and victim.read_text() == "data"
+
+
+def test_a_sysv_segment_does_not_outlive_a_weak_mode_run(ctx, monkeypatch):
+    """In the weak mode without namespaces (the host's IPC namespace), no System V segment is left behind: the
+    filter denies shmget, so none can be made (a segment would outlive the run there)."""
+    _without(monkeypatch, "namespaces")
+    key = int.from_bytes(os.urandom(3), "big") + 1
+    code = (LIBC_SHM + f"shm = libc.shmget({key}, ctypes.c_size_t(1 << 20), 0o1600)")
+    with pytest.warns(RuntimeWarning):
+        run = run_script(code, "__result__ = shm", LIMITS.model_copy(update={"allow_weak_isolation": True}))
+    assert run.result == -1 or run.status == "denied", (run.status, run.error, run.result)
+    keys = [int(line.split()[0]) for line in Path("/proc/sysvipc/shm").read_text().splitlines()[1:]]
+    assert key not in keys
+
+
+LIBC_SHM = "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nlibc.shmget.restype = ctypes.c_int\n"
+
+
 @pytest.mark.parametrize("name", WEAK_CASES)
 def test_the_weak_mode_still_denies_processes_sockets_and_the_callers_files(name, ctx, monkeypatch):
     """--unsafe-sandbox keeps seccomp and Landlock: no namespaces and no disk cap, but no escape by these routes."""
     if _landlock_abi() < (6 if name == "signal the caller" else 1):
         pytest.skip("this kernel's Landlock cannot confine it")
-    from map_agent.tools import sandbox
-
-    monkeypatch.setattr(sandbox, "isolation_problem", lambda: "namespaces switched off for this test")
+    _without(monkeypatch, "namespaces")
     code = (WEAK_CASES[name].replace("@OUTSIDE@", str(ctx.outside)).replace("@SECRET_FILE@", str(ctx.secret_file))
             .replace("@PID@", str(os.getpid())))
     with pytest.warns(RuntimeWarning):
@@ -430,9 +509,7 @@ def test_the_weak_mode_still_denies_processes_sockets_and_the_callers_files(name
 
 
 def test_the_weak_mode_keeps_its_limits_even_as_root(ctx, monkeypatch):
-    from map_agent.tools import sandbox
-
-    monkeypatch.setattr(sandbox, "isolation_problem", lambda: "namespaces switched off for this test")
+    _without(monkeypatch, "namespaces")
     code = ("import resource\ntry:\n    resource.setrlimit(resource.RLIMIT_AS, (-1, -1))\n"
             "except (OSError, ValueError):\n    pass\nlimit = resource.getrlimit(resource.RLIMIT_AS)")
     with pytest.warns(RuntimeWarning):

@@ -180,25 +180,30 @@ def run_on_ray(evaluations: Sequence[Evaluation], *, address: str | None = None,
         ref = ray.put(config)  # once per evaluation, not once per job
         queue = queues.setdefault(endpoint(config), deque())
         queue.extend((task, ref, evaluation, problems[pid], run) for pid, run in evaluation.pending())
-    in_flight: dict[Any, tuple[str, Evaluation, Problem, int]] = {}
+    in_flight: dict[Any, tuple[str, Evaluation, Problem, int, Any]] = {}
     running = {name: 0 for name in queues}
 
     def submit() -> None:
         for name, queue in queues.items():
             while queue and (max_in_flight is None or running[name] < max_in_flight):
                 task, config, evaluation, problem, run = queue.popleft()
-                in_flight[task.remote(config, problem.id, run)] = (name, evaluation, problem, run)
+                claim = evaluation.claim(problem.id, run)  # held here, the run's writer, until the record is in
+                if claim is None:  # another process sharing the run directory has it
+                    continue
+                in_flight[task.remote(config, problem.id, run)] = (name, evaluation, problem, run, claim)
                 running[name] += 1
 
     def collect(refs: list[Any]) -> None:
         for ref in refs:
-            name, evaluation, problem, run = in_flight.pop(ref)
+            name, evaluation, problem, run, claim = in_flight.pop(ref)
             running[name] -= 1
-            try:
-                record = ray.get(ref)
-            except ray.exceptions.RayError as e:  # its worker died after every retry: recorded, rerun on resume
-                record = evaluation.error_record(problem, run, f"{type(e).__name__}: {_last_line(e)}")
-            evaluation.append(record)
+            with claim:
+                try:
+                    record = ray.get(ref)
+                except ray.exceptions.RayError as e:  # its worker died after every retry: recorded, rerun on resume
+                    record = evaluation.error_record(problem, run, f"{type(e).__name__}: {_last_line(e)}",
+                                                     ended="infrastructure")
+                evaluation.append(record)
 
     written = 0
     try:

@@ -288,7 +288,10 @@ def cli_run(args: argparse.Namespace) -> int:
         return 2
     from map_agent.llm import make_chat_model
 
+    from map_agent.llm.backends import check_endpoint
+
     llm = make_chat_model(args.backend, args.model, **chat_options(args, max_tokens=2048))  # a script: ~1000
+    check_endpoint(llm)  # a dead endpoint fails here, once, not as one failed call per problem
     problems = load_test_set(args.test_set, args.seed)[: args.limit]
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(args.model).name if args.model else args.backend)
     suffix = "" if args.prompt == "paper" else f"-{args.prompt}"
@@ -301,4 +304,9 @@ def cli_run(args: argparse.Namespace) -> int:
                            limits=limits, meta=meta, tick=lambda note: display.lines[0].advance(note=note))
     print(f"records: {out / 'records.jsonl'}", file=sys.stderr)
     print(json.dumps({k: v for k, v in summary.items() if k != "model_failures"}, indent=2))
+    failures = summary.get("model_failures") or {}
+    if problems and len(failures) == len(problems):  # nothing was scored: not a result, whatever the rates say
+        print(f"error: every model call failed ({len(failures)} of {len(problems)}); the first: "
+              f"{next(iter(failures.values()))}", file=sys.stderr)
+        return 1
     return 0

@@ -6,6 +6,7 @@ torn last line, which readers skip and writers never glue the next record onto.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import threading
 from contextlib import nullcontext
@@ -59,12 +60,14 @@ def validation_message(error: ValidationError) -> str:
 
 
 def append_record(path: Path, record: dict[str, Any], lock: threading.Lock | None = None) -> None:
-    """Append one record as a JSON line and flush it; ``lock`` serialises writers sharing the file.
+    """Append one record as a JSON line and flush it; ``lock`` serialises the threads writing it, an ``flock`` the
+    processes.
 
     The line is pure ASCII (``ensure_ascii``): no reader of the store, however it splits lines, can find a line
     break inside a record."""
     line = json.dumps(record, default=str, ensure_ascii=True) + "\n"
     with lock or nullcontext(), path.open("a+b") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # other processes sharing the run directory append to the same file
         f.seek(0, 2)
         if f.tell() and (f.seek(-1, 2), f.read(1))[1] != b"\n":
             line = "\n" + line  # a killed run left a torn line: start on a fresh one

@@ -14,11 +14,13 @@ no record, so resuming runs it again. Error text is redacted (``map_agent.llm.ba
 stored.
 
 Jobs run in threads here (``executor="local"``) or as Ray tasks (``executor="ray"``, ``map_agent.eval.executors``);
-either way this process is the run's only writer, so the files are the same.
+either way the files are the same. Several processes may share one run directory: each claims a job before
+planning it (``Evaluation.claim``) and writes its record, so each job is planned once.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
@@ -32,7 +34,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -47,6 +49,7 @@ from map_agent.llm.backends import endpoint_url, redact
 from map_agent.llm.cache import open_cache
 from map_agent.llm.preflight import prepare_baseline, prepare_model
 from map_agent.modules import build_modules
+from map_agent.modules.base import is_transient
 from map_agent.task import Problem, get_task
 
 #: seconds the problems in flight get to finish after Ctrl-C
@@ -95,6 +98,7 @@ class RecordCheck(BaseModel):
     solved: bool = False
     goal_reached: bool = False
     error: str | None = None
+    ended_by: Literal["model", "environment", "infrastructure"] | None = None
     execution: _Counts | None = None
     usage: dict[str, Any] | None = None
     wall_seconds: float = 0.0
@@ -128,6 +132,22 @@ class Interrupted(Exception):
         self.summary, self.finished, self.cancelled = summary, finished, cancelled
 
 
+def ended_by(record: dict[str, Any]) -> str:
+    """Who ended a problem: "model" (solved, unsolved, stuck), "environment" (the planning code or the task
+    raised) or "infrastructure" (the endpoint did not serve a call: unreachable, timeouts, 5xx after the retries,
+    rate limit; or the worker died). A problem the model did not solve while a call of it failed at the endpoint
+    is the infrastructure's: a plan cut short by an outage says nothing about the model. Records written before
+    the field existed are judged by their error."""
+    if record.get("ended_by"):
+        return record["ended_by"]
+    if record.get("error"):
+        return "environment"
+    if record.get("solved"):
+        return "model"
+    calls = [*record.get("calls", []), *(c for phase in record.get("phases", []) for c in phase.get("calls", []))]
+    return "infrastructure" if any(c.get("infrastructure") for c in calls) else "model"
+
+
 def latest(records: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
     """The last record of each (problem, run): the file is append-only, later lines supersede earlier ones."""
     return {(r["problem_id"], r["run"]): r for r in records}
@@ -148,9 +168,13 @@ def summarise(records: list[dict[str, Any]], runs: int, wall_seconds: float | No
     % solved = problems whose plan reached the goal within N with zero invalid moves; % invalid = invalid moves
     / moves, over all moves of the run, undefined (None) for a run that made no move -- 0% would claim moves that
     were all valid -- and left out of the mean; problems whose run raised count as unsolved with no moves.
+    Problems the infrastructure ended are not scored (neither solved nor unsolved): they are counted apart, in
+    ``infrastructure_failures``, and retried when the run is resumed; their calls still count in the cost.
     """
+    every = list(latest(records).values())
+    scored = [r for r in every if ended_by(r) != "infrastructure"]
     by_run: dict[int, list[dict[str, Any]]] = {}
-    for r in latest(records).values():
+    for r in scored:
         by_run.setdefault(r["run"], []).append(r)
     solved, invalid, reached = [], [], []
     for run in sorted(by_run):
@@ -159,9 +183,8 @@ def summarise(records: list[dict[str, Any]], runs: int, wall_seconds: float | No
         reached.append(100 * sum(bool(r.get("goal_reached")) for r in recs) / len(recs))
         invalid.append(pct_invalid(recs))
     metrics = _paper_metrics(by_run)
-    every = list(latest(records).values())
-    ever_solved = {r["problem_id"] for r in every if r.get("solved")}
-    problems = {r["problem_id"] for r in every}
+    ever_solved = {r["problem_id"] for r in scored if r.get("solved")}
+    problems = {r["problem_id"] for r in scored}
     totals: dict[str, dict[str, float]] = {}
     for r in every:
         for module, u in (r.get("usage") or {}).get("modules", {}).items():
@@ -172,12 +195,15 @@ def summarise(records: list[dict[str, Any]], runs: int, wall_seconds: float | No
         "runs_complete": len(by_run),
         "runs_requested": runs,
         "problems": len(problems),
-        "records": len(every),
-        "errors": sum(1 for r in every if r.get("error")),
+        "records": len(scored),
+        "errors": sum(1 for r in scored if r.get("error")),
+        # not scored, retried on resume: the endpoint (or a worker) failed, not the model
+        "infrastructure_failures": len(every) - len(scored),
+        "ended_by": {who: sum(ended_by(r) == who for r in every) for who in ("model", "environment", "infrastructure")},
         "module_failures": sum(int(t.get("failures", 0)) for t in totals.values()),
         # apart from planning failures: a method that got no usable reply, and replies cut at the token limit
-        "no_plan": sum(1 for r in every if r.get("status") == "no_plan"),
-        "truncated_replies": sum(truncated_replies(r) for r in every),
+        "no_plan": sum(1 for r in scored if r.get("status") == "no_plan"),
+        "truncated_replies": sum(truncated_replies(r) for r in scored),
         "pct_solved": mean_sem(solved),
         # the best single run, and the share of problems solved in at least one run (the paper's "solved every
         # problem at least once"): two different numbers, each under its own name
@@ -193,7 +219,7 @@ def summarise(records: list[dict[str, Any]], runs: int, wall_seconds: float | No
             "input_tokens": sum(t.get("input_tokens", 0) for t in totals.values()),
             "output_tokens": sum(t.get("output_tokens", 0) for t in totals.values()),
         },
-        "diagnostics": aggregate_diagnostics(every),
+        "diagnostics": aggregate_diagnostics(scored),
         "plan_seconds": sum(r.get("wall_seconds", 0.0) for r in every),
         "wall_seconds": wall_seconds,
     }
@@ -330,12 +356,12 @@ class Evaluation:
                             {"problem_ids": set(self.spec.problem_ids), "runs": self.spec.runs})
 
     def pending(self) -> list[tuple[str, int]]:
-        done = {k for k, r in latest(self.records()).items() if not r.get("error")}
+        done = {k for k, r in latest(self.records()).items() if not r.get("error") and ended_by(r) != "infrastructure"}
         return [(pid, run) for run in range(self.spec.runs) for pid in self.spec.problem_ids
                 if (pid, run) not in done]
 
     def append(self, record: dict[str, Any]) -> None:
-        """Write one finished job's record (this process is the run's only writer, whatever the executor)."""
+        """Write one finished job's record (this process writes its own jobs' records, whatever the executor)."""
         with self._lock:
             if self._closed:
                 return
@@ -352,19 +378,45 @@ class Evaluation:
         with self._lock:
             self._closed = True
 
+    def claim(self, problem_id: str, run: int) -> IO[str] | None:
+        """Take the job (``problem_id``, ``run``) for this process, or None when another process sharing the run
+        directory holds it or has finished it meanwhile: several processes on one run plan each job once.
+
+        The claim is an exclusive ``flock`` on ``claims/<digest>.<run>``, held until the job's record is written
+        (close the returned file); the kernel drops it when its process dies, so a crashed claimer's job is free
+        again, with no stale lock to clear."""
+        directory = self.dir / "claims"
+        directory.mkdir(exist_ok=True)
+        handle = (directory / f"{hashlib.sha256(problem_id.encode()).hexdigest()[:16]}.{run}").open("a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return None
+        if (problem_id, run) not in self.pending():  # another process finished it since this one looked
+            handle.close()
+            return None
+        return handle
+
     def _one(self, problem: Problem, run: int) -> dict[str, Any] | None:
         if self._stopping.is_set():  # picked up after Ctrl-C: cancelled, not failed
             return None
-        record = self.plan_one(problem, run)
-        self.append(record)
+        claim = self.claim(problem.id, run)
+        if claim is None:
+            return None
+        with claim:
+            record = self.plan_one(problem, run)
+            self.append(record)
         return record
 
     @staticmethod
-    def error_record(problem: Problem, run: int, error: str, trace: str | None = None) -> dict[str, Any]:
-        """The record of a job that produced no plan: unsolved, retried when the run is resumed."""
+    def error_record(problem: Problem, run: int, error: str, trace: str | None = None,
+                     ended: str = "environment") -> dict[str, Any]:
+        """The record of a job that produced no plan: unsolved (unscored if ``ended`` by the infrastructure),
+        retried when the run is resumed."""
         return {"problem_id": problem.id, "run": run, "task": problem.task,
                 "finished_at": datetime.now(timezone.utc).isoformat(), "solved": False, "goal_reached": False,
-                "error": error, **({"traceback": trace} if trace else {})}
+                "error": error, "ended_by": ended, **({"traceback": trace} if trace else {})}
 
     def plan_one(self, problem: Problem, run: int) -> dict[str, Any]:
         """Plan one (problem, run) and return its record, redacted; never raises and writes nothing, so a thread
@@ -379,8 +431,10 @@ class Evaluation:
                 record["diagnostics"] = diagnose_record(get_task(problem.task), problem, record)
             except Exception as e:
                 record["diagnostics_error"] = f"{type(e).__name__}: {e}"
+            record["ended_by"] = ended_by(record)
         except Exception as e:  # a crash of one plan is that problem's failure, recorded, never the run's
-            record = self.error_record(problem, run, f"{type(e).__name__}: {e}", traceback.format_exc(limit=5))
+            record = self.error_record(problem, run, f"{type(e).__name__}: {e}", traceback.format_exc(limit=5),
+                                       "infrastructure" if is_transient(e) else "environment")
         return _redacted(record, *self._redact_args)
 
     def run(self) -> dict[str, Any]:

@@ -161,7 +161,10 @@ def cli_run(args: argparse.Namespace) -> int:
     from map_agent.llm import make_chat_model
 
     # a 60-block problem is ~1,500 tokens
+    from map_agent.llm.backends import check_endpoint
+
     llm = make_chat_model(args.backend, args.model, **chat_options(args, max_tokens=2048))
+    check_endpoint(llm)  # a dead endpoint fails here, once, not as one failed call per instance
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(args.model).name if args.model else args.backend)
     out = Path(args.out) / (args.run_id or f"text-to-pddl-{name}-seed{args.seed}")
     from map_agent.progress import progress
@@ -171,4 +174,7 @@ def cli_run(args: argparse.Namespace) -> int:
         summary = run(llm, instances, out, tick=lambda note: display.lines[0].advance(note=note))
     print(f"records: {out / 'records.jsonl'}", file=sys.stderr)
     print(json.dumps(summary["overall"]))
+    if instances and not summary["overall"]["n"]:  # every model call failed: nothing was scored
+        print("error: every model call failed; nothing was scored (see the lines above)", file=sys.stderr)
+        return 1
     return 0

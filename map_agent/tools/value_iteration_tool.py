@@ -13,6 +13,7 @@ fix its call.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from langchain_core.tools import StructuredTool, ToolException
@@ -32,15 +33,28 @@ class ValueIterationInput(BaseModel):
     empty: str = Field(default="-", description="symbol of an empty cell")
     actions: list[tuple[int, int]] = Field(default=list(FOUR_WAY),
                                            description="moves as (d_row, d_col); (0, 1) is one cell right")
-    reward: float = Field(default=1.0, gt=0, description="reward for entering the goal")
+    reward: float = Field(default=1.0, gt=0, allow_inf_nan=False, description="reward for entering the goal")
     gamma: float = Field(default=0.9, gt=0, lt=1, description="discount factor")
     slip: float = Field(default=0.0, ge=0, lt=1, description="probability that a move fails (agent stays)")
+
+
+#: the largest maze (cells) the tool solves: 200 x 200 takes about 1 s
+MAX_CELLS = 40_000
 
 
 def solve(maze: list[list[str]], agent: str = "A", goal: str = "G", wall: str = "#", empty: str = "-",
           actions: list[tuple[int, int]] | None = None, reward: float = 1.0, gamma: float = 0.9,
           slip: float = 0.0) -> dict[str, Any]:
-    """Solve the maze MDP by value iteration; return the value matrix, the greedy path and its moves."""
+    """Solve the maze MDP by value iteration; return the value matrix, the greedy path and its moves.
+
+    The inputs are an agent's, so a maze over ``MAX_CELLS`` cells (value iteration takes about cells x diameter
+    steps: seconds at the cap, minutes at 1000 x 1000) and a reward that is not a finite number are refused in
+    one line rather than run or raised."""
+    cells = sum(len(row) for row in maze)
+    if cells > MAX_CELLS:
+        raise ToolException(f"maze: {cells} cells, more than the {MAX_CELLS} this tool solves")
+    if not math.isfinite(reward):
+        raise ToolException(f"reward: must be a finite number (got {reward})")
     try:
         config = SymbolConfig(name="tool", agent=agent, goal=goal, wall=wall, empty=empty,
                               actions=tuple(tuple(a) for a in (FOUR_WAY if actions is None else actions)),
