@@ -287,7 +287,6 @@ def cli_run(args: argparse.Namespace) -> int:
         print(f"map-agent eval maze-code: {e}", file=sys.stderr)
         return 2
     from map_agent.llm import make_chat_model
-
     from map_agent.llm.backends import check_endpoint
 
     llm = make_chat_model(args.backend, args.model, **chat_options(args, max_tokens=2048))  # a script: ~1000
