@@ -83,10 +83,15 @@ def command_parser(name: str, help: str, example: str) -> argparse.ArgumentParse
     return _Parser(prog=f"map-agent {name}", description=help, epilog=f"example:\n  {example}", formatter_class=_Help)
 
 
+def _redaction(args: argparse.Namespace) -> tuple[str | None, tuple[str, ...]]:
+    """What ``map_agent.llm.backends.redact`` must hide for this command: the endpoint and the key."""
+    return endpoint_url(getattr(args, "base_url", None)), (api_key(args) or "",)
+
+
 def _redactor(args: argparse.Namespace):
     """Error text as shown: no endpoint path or query, no key (``map_agent.llm.backends.redact``)."""
-    url, key = endpoint_url(getattr(args, "base_url", None)), api_key(args) or ""
-    return lambda text: redact(text, url, (key,))
+    url, secrets = _redaction(args)
+    return lambda text: redact(text, url, secrets)
 
 
 def _loading(args: argparse.Namespace) -> None:
@@ -163,8 +168,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.json:
         from map_agent.eval.runner import _redacted
 
-        print(json.dumps(_redacted(result.record(), endpoint_url(getattr(args, "base_url", None)),
-                                   (api_key(args) or "",)), indent=2))
+        print(json.dumps(_redacted(result.record(), *_redaction(args)), indent=2))
     if u.calls and u.failures == u.calls:  # nothing the model said was usable: not a plan, whatever it scored
         first = result.failures[0].error or "no reason recorded"
         _error(f"every module call failed ({u.failures} of {u.calls}); the first: {_redactor(args)(first)}")

@@ -8,9 +8,11 @@ alone leaves no room for a reply in the model's context window (Logistics' Actor
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
 from pydantic import BaseModel
 
 from map_agent.config import Resolved
@@ -27,19 +29,10 @@ def prepare_model(llm: BaseChatModel, task: Task, problem: Problem, resolved: Re
     raise ``SetupError`` in one line naming the first that does not. A model whose window is unknown (or that
     reports none, like a test double) is not measured."""
     check_endpoint(llm)
-    window = getattr(llm, "context_length", None)
-    if not window or not hasattr(llm, "prompt_tokens"):
-        return
-    for name, module in build_modules(task, problem, resolved, llm).items():
-        if not isinstance(module, LLMModule):
-            continue
-        prompt = llm.prompt_tokens(module.messages(representative_input(name, task, problem, resolved)))
-        schema = grammar_friendly(module.output_model.model_json_schema())
-        need = llm.minimal_reply_tokens(schema) if isinstance(llm, OpenAICompatibleChat) else \
-            minimal_reply_tokens(schema)
-        if prompt + need > window:
-            raise SetupError(f"{task.name} {name}: prompt {prompt:,} tokens + reply ≥ {need} > context "
-                             f"{window:,} of {_where(llm)}")
+    _check_fit(llm, ((f"{task.name} {name}", module.messages(representative_input(name, task, problem, resolved)),
+                      grammar_friendly(module.output_model.model_json_schema()))
+                     for name, module in build_modules(task, problem, resolved, llm).items()
+                     if isinstance(module, LLMModule)))
 
 
 def prepare_baseline(llm: BaseChatModel, task: Task, problem: Problem, method: str, max_actions: int | None = None
@@ -51,16 +44,25 @@ def prepare_baseline(llm: BaseChatModel, task: Task, problem: Problem, method: s
     from map_agent.baselines.base import BaselineConfig
 
     check_endpoint(llm)
+    config = BaselineConfig(method=method, max_actions=max_actions)
+    _check_fit(llm, ((f"{task.name} {method}", messages, None) for messages in
+                     get_method(method)(task, problem.public(), None, config).first_prompts()))
+
+
+def _check_fit(llm: BaseChatModel, prompts: Iterable[tuple[str, list[BaseMessage], dict | None]]) -> None:
+    """Raise ``SetupError`` for the first (label, messages, reply schema) whose prompt plus smallest valid reply
+    exceeds the model's window. ``prompts`` is consumed only when the window is known, so nothing is built or
+    tokenized for a model that reports none."""
     window = getattr(llm, "context_length", None)
     if not window or not hasattr(llm, "prompt_tokens"):
         return
-    baseline = get_method(method)(task, problem.public(), None, BaselineConfig(method=method, max_actions=max_actions))
-    need = llm.minimal_reply_tokens(None) if isinstance(llm, OpenAICompatibleChat) else minimal_reply_tokens(None)
-    for messages in baseline.first_prompts():
+    for label, messages, schema in prompts:
         prompt = llm.prompt_tokens(messages)
+        need = llm.minimal_reply_tokens(schema) if isinstance(llm, OpenAICompatibleChat) else \
+            minimal_reply_tokens(schema)
         if prompt + need > window:
-            raise SetupError(f"{task.name} {method}: prompt {prompt:,} tokens + reply ≥ {need} > context "
-                             f"{window:,} of {_where(llm)}")
+            raise SetupError(f"{label}: prompt {prompt:,} tokens + reply ≥ {need} > context {window:,} of "
+                             f"{_where(llm)}")
 
 
 def representative_input(name: str, task: Task, problem: Problem, resolved: Resolved) -> BaseModel:
