@@ -9,6 +9,7 @@ optimal, ~0.5 s a call, mostly the translator.
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 import tempfile
@@ -34,13 +35,23 @@ def problem_text(strips: Strips, domain_name: str) -> str:
             f"  (:init\n    {init})\n  (:goal (and {goal})))\n")
 
 
+def fast_downward_driver() -> Path:
+    """The Fast Downward driver script shipped inside the up-fast-downward wheel.
+
+    Found without importing the package: its ``__init__`` imports unified-planning, which we never use (we run
+    the driver as a subprocess), so importing it would add a dependency and seconds of start-up for nothing.
+    """
+    spec = importlib.util.find_spec("up_fast_downward")
+    driver = (Path(next(iter(spec.submodule_search_locations))) / "downward" / "fast-downward.py"
+              if spec and spec.submodule_search_locations else None)
+    if driver is None or not driver.is_file():
+        raise PlannerError("Fast Downward is not installed: pip install up-fast-downward")
+    return driver
+
+
 def fast_downward(strips: Strips, domain_file: Path, domain_name: str, timeout: float = 300) -> list[str] | None:
     """An optimal plan (action texts) by Fast Downward's A*/LM-cut; None if the goal is unreachable."""
-    try:
-        import up_fast_downward
-    except ImportError:  # pragma: no cover - the dependency is declared
-        raise PlannerError("Fast Downward is not installed: pip install up-fast-downward") from None
-    driver = Path(up_fast_downward.__file__).parent / "downward" / "fast-downward.py"
+    driver = fast_downward_driver()
     with tempfile.TemporaryDirectory(prefix="map-fd-") as tmp:
         problem = Path(tmp) / "problem.pddl"
         problem.write_text(problem_text(strips, domain_name), encoding="utf-8")
