@@ -5,9 +5,13 @@ Both models run through llama.cpp with the fine-tuning prompts (``MAPConfig(prom
 in-context examples, verdict-only replies) and each module's JSON-schema grammar; the baseline in the same run is
 the same base model without the adapter. ``--part heldout`` asks about states the adapter never saw (Hanoi:
 four-disk problems, out of distribution); ``--part train`` measures how well it fits what it was trained on.
+``--config FIELD=VALUE`` sets a MAPConfig field for both models, so a named deviation (e.g. the Actor's
+``actor_grammar=legal_source``) is measured on the same examples as a run without it.
 
     map-agent distill hanoi --split all3 --heldout test4 --out data/hanoi
     python bench/bench_adapter.py --data data/hanoi --adapter map-hanoi --part heldout --per-module 30
+    python bench/bench_adapter.py --data data/hanoi --adapter map-hanoi --modules Actor Predictor \
+        --config actor_grammar=legal_source --config predictor_grammar=configurations
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ def sample(folder: Path, module: str, k: int, seed: int) -> list[dict]:
     return [json.loads(line) for line in random.Random(f"{seed}|{module}").sample(lines, min(k, len(lines)))]
 
 
-def accuracy(lora: str | None, examples: dict[str, list[dict]], threads: int) -> dict:
+def accuracy(lora: str | None, examples: dict[str, list[dict]], threads: int, settings: dict[str, str]) -> dict:
     llm = make_chat_model("local", lora_path=lora, threads=threads, cache=False, max_tokens=160)
     out, started = {}, time.perf_counter()
     for module, exs in examples.items():
@@ -42,7 +46,7 @@ def accuracy(lora: str | None, examples: dict[str, list[dict]], threads: int) ->
         for ex in exs:
             task = get_task(ex["task"])
             problem = task.problem(ex["problem"])
-            config = MAPConfig(prompts="ft", modules=dict.fromkeys(MODULES, "llm"), n_subgoals=1)
+            config = MAPConfig(prompts="ft", modules=dict.fromkeys(MODULES, "llm"), n_subgoals=1, **settings)
             built = build_modules(task, problem, config.resolve(task, problem), llm)[module]
             result = built(make_input(module, task, ex["input"]))
             call = {"module": module, "input": ex["input"], "failed": not result.ok,
@@ -64,15 +68,19 @@ def main() -> None:
     p.add_argument("--modules", nargs="*", default=list(MODULES))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--config", action="append", default=[], metavar="FIELD=VALUE",
+                   help="a MAPConfig field for both models, e.g. actor_grammar=legal_source")
     args = p.parse_args()
+    settings = dict(spec.partition("=")[::2] for spec in args.config)
     lora = str(adapter_path(args.adapter)) if args.adapter in ADAPTERS else args.adapter
     examples = {m: sample(args.data / args.part, m, args.per_module, args.seed) for m in args.modules
                 if (args.data / args.part / f"{m}.jsonl").exists()}
     report = {
         "what": f"module accuracy on {args.part} examples ({json.loads((args.data / 'manifest.json').read_text())})",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "threads": args.threads},
-        "baseline": accuracy(None, examples, args.threads),
-        "adapter": accuracy(lora, examples, args.threads),
+        "config": settings,
+        "baseline": accuracy(None, examples, args.threads, settings),
+        "adapter": accuracy(lora, examples, args.threads, settings),
     }
     print(json.dumps(report, indent=2))
 

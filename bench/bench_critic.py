@@ -99,7 +99,8 @@ def main() -> None:
     task = get_task("hanoi")
     critic = critic_for("hanoi")
     started = time.perf_counter()
-    out: dict = {"critic": {k: critic.card[k] for k in ("embedding", "config", "seconds", "machine")},
+    out: dict = {"critic": {k: critic.card[k] for k in ("features", "embedding", "data", "config", "seconds", "machine")
+                            if k in critic.card},
                  "baseline": "the oracle Evaluator (exact distance); all other modules oracles in every row"}
     if not args.no_ranking:
         out["ranking"] = evaluate_hanoi(critic, task, critic.card["data"]["heldout_goals"])

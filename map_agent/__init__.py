@@ -6,8 +6,30 @@
 True
 """
 
-from map_agent.agent import MAPAgent, PlanResult, Usage
-from map_agent.config import MAPConfig
-from map_agent.task import Problem, Task, get_task
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from map_agent.agent import MAPAgent, PlanResult, Usage
+    from map_agent.config import MAPConfig
+    from map_agent.task import Problem, Task, get_task
+
+#: public name -> the module defining it. Imported on first use (PEP 562): ``import map_agent.task`` or the CLI's
+#: ``--help`` must not pay for LangGraph and the chat-model backends that ``MAPAgent`` brings in
+_EXPORTS = {"MAPAgent": "map_agent.agent", "PlanResult": "map_agent.agent", "Usage": "map_agent.agent",
+            "MAPConfig": "map_agent.config", "Problem": "map_agent.task", "Task": "map_agent.task",
+            "get_task": "map_agent.task"}
 
 __all__ = ["MAPAgent", "MAPConfig", "PlanResult", "Problem", "Task", "Usage", "get_task"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'map_agent' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

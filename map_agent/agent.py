@@ -25,10 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from map_agent.config import MAPConfig, Resolved
 from map_agent.graph.build import build_graph
 from map_agent.learned.adapters import ADAPTERS, adapter_config
-from map_agent.llm import make_chat_model
 from map_agent.llm.cache import open_cache
 from map_agent.modules import CallRecord, Module, build_modules
-from map_agent.search.plan import OUTCOMES, STUCK_ON_REJECTION, Progress, Step
+from map_agent.search.plan import OUTCOMES, STUCK_ON_REJECTION, Progress, Step, unused_calls
 from map_agent.task import Execution, Problem, Task, get_task
 
 
@@ -43,6 +42,9 @@ class ModuleUsage(BaseModel):
     failures: int = 0
     seconds: float = 0.0
     model_seconds: float = 0.0
+    #: calls asked ahead of the answer they hung on, whose result the plan then never read (``--speculative-predict``'s
+    #: Predictor calls on rejected actions; ``search.plan.unused_calls``); counted in ``calls`` too
+    unused: int = 0
 
 
 class Usage(BaseModel):
@@ -52,8 +54,11 @@ class Usage(BaseModel):
     total: ModuleUsage = Field(default_factory=ModuleUsage)
 
     @classmethod
-    def from_records(cls, records: list[CallRecord]) -> Usage:
+    def from_records(cls, records: list[CallRecord], unused: dict[str, int] | None = None) -> Usage:
         usage = cls()
+        for module, n in (unused or {}).items():
+            usage.modules.setdefault(module, ModuleUsage()).unused += n
+            usage.total.unused += n
         for r in records:
             for u in (usage.modules.setdefault(r.module, ModuleUsage()), usage.total):
                 u.calls += 1
@@ -113,9 +118,11 @@ class MAPAgent:
     "openai": any OpenAI-compatible endpoint) or selects the symbolic oracles ("oracle"). Every chat-model call
     goes through the diskcache prompt cache (``cache``: a directory, a ``BaseCache``, ``None`` for the default
     directory, or ``False``). ``checkpointer`` (default: in memory) makes the run inspectable and resumable by
-    ``thread_id`` through ``agent.graph``. A fine-tuned adapter plugs in as ``lora="adapter.gguf"`` (local
-    backend), or by the name of a shipped one, ``model="map-hanoi"``, which also selects the short prompts it was
-    trained on (``MAPConfig(prompts="ft")``).
+    ``thread_id`` through ``agent.graph``: a given one keeps every superstep; the default one, which dies with the
+    process anyway, is written by ``plan`` only when the run ends or is interrupted (``stream`` writes every
+    superstep, for a caller that stops reading part-way). A fine-tuned adapter plugs in as
+    ``lora="adapter.gguf"`` (local backend), or by the name of a shipped one, ``model="map-hanoi"``, which also
+    selects the short prompts it was trained on (``MAPConfig(prompts="ft")``).
     """
 
     def __init__(self, problem: Problem, *, llm: BaseChatModel | None = None, backend: str = "local",
@@ -136,11 +143,15 @@ class MAPAgent:
         #: the caller's, who may have checked it once for many agents (as an evaluation does)
         self._unprepared = llm is None and "llm" in self.config.modules.values()
         if self._unprepared:
+            from map_agent.llm import make_chat_model  # the OpenAI SDK and llama.cpp: not for an oracle run
+
             llm = make_chat_model(backend, model, cache=_as_cache(cache), **backend_options)
         elif llm is not None and llm.cache is None and cache is not False:
             llm.cache = _as_cache(cache)
         self.llm = llm
         self.graph = build_graph(module_provider(self.llm), checkpointer=checkpointer or InMemorySaver())
+        #: LangGraph's durability for ``plan``: None (every superstep) for a checkpointer the caller gave
+        self._plan_durability = None if checkpointer is not None else "exit"
 
     def prepare(self) -> None:
         """Check the model before the first module call (``map_agent.llm.preflight.prepare_model``): the endpoint
@@ -152,18 +163,26 @@ class MAPAgent:
             prepare_model(self.llm, self.task, self.problem, self.config)
         self._unprepared = False
 
-    def stream(self, thread_id: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+    def stream(self, thread_id: str | None = None, *,
+               max_concurrency: int | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
         """Run the plan, yielding ``(node, update)`` as each module call and controller step lands.
 
         A task with several phases (``Task.phases``) runs them in sequence, each on its own thread
-        (``<thread_id>/<k>``), the next phase seeing the previous one's transcript."""
-        thread_id = thread_id or uuid.uuid4().hex
+        (``<thread_id>/<k>``), the next phase seeing the previous one's transcript. ``max_concurrency`` bounds the
+        module calls in flight at once (LangGraph's run-config key; 1: one at a time); default: every call a
+        superstep fans out."""
+        yield from self._stream(thread_id or uuid.uuid4().hex, max_concurrency, None)
+
+    def _stream(self, thread_id: str, max_concurrency: int | None,
+                durability: str | None) -> Iterator[tuple[str, dict[str, Any]]]:
         if self._unprepared:
             self.prepare()
         for k in range(len(self.phases)):
-            yield from self._stream_phase(self._phase_problem(thread_id, k), self._thread(thread_id, k))
+            yield from self._stream_phase(self._phase_problem(thread_id, k), self._thread(thread_id, k),
+                                          max_concurrency, durability)
 
-    def _stream_phase(self, problem: Problem, thread_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    def _stream_phase(self, problem: Problem, thread_id: str, max_concurrency: int | None,
+                      durability: str | None) -> Iterator[tuple[str, dict[str, Any]]]:
         cfg = self._run_config(thread_id)
         existing = self.graph.get_state(cfg)
         if not existing.values:
@@ -173,15 +192,19 @@ class MAPAgent:
             inputs = None  # an interrupted thread: resume from its last checkpoint, keeping finished calls
         else:
             return  # this thread has finished already
-        for chunk in self.graph.stream(inputs, cfg, stream_mode="updates"):
+        if max_concurrency is not None:
+            cfg["max_concurrency"] = max_concurrency
+        options = {"durability": durability} if durability else {}
+        for chunk in self.graph.stream(inputs, cfg, stream_mode="updates", **options):
             for node, update in chunk.items():
                 yield node, update or {}
 
-    def plan(self, thread_id: str | None = None) -> PlanResult:
-        """Run (or resume, for a ``thread_id`` whose run was interrupted) and score the plan."""
+    def plan(self, thread_id: str | None = None, *, max_concurrency: int | None = None) -> PlanResult:
+        """Run (or resume, for a ``thread_id`` whose run was interrupted) and score the plan; ``max_concurrency``
+        as in ``stream``."""
         thread_id = thread_id or uuid.uuid4().hex
         started = time.perf_counter()
-        for _ in self.stream(thread_id):
+        for _ in self._stream(thread_id, max_concurrency, self._plan_durability):
             pass
         return self.result(thread_id, wall_seconds=time.perf_counter() - started)
 
@@ -191,8 +214,12 @@ class MAPAgent:
                    for k in range(len(self.phases))]
         last = results[-1]
         records = [r for res in results for r in res[1]]
+        unused: dict[str, int] = {}
+        for res in results:
+            for module, u in res[0].usage.modules.items():
+                unused[module] = unused.get(module, 0) + u.unused
         return last[0].model_copy(update={
-            "thread_id": thread_id, "wall_seconds": wall_seconds, "usage": Usage.from_records(records),
+            "thread_id": thread_id, "wall_seconds": wall_seconds, "usage": Usage.from_records(records, unused),
             "failures": [r for r in records if r.failed], "phases": [res[0].record() for res in results[:-1]]})
 
     def _phase_result(self, problem: Problem, thread_id: str) -> tuple[PlanResult, list[CallRecord]]:
@@ -211,7 +238,8 @@ class MAPAgent:
             goal_reached=execution.goal_reached, invalid_moves=execution.n_invalid, status=progress.status,
             outcome=outcome, subgoals=goals[:-1], steps=progress.steps,
             execution=execution, metrics=self.task.paper_metrics(problem, execution, predicted),
-            usage=Usage.from_records(records), failures=[r for r in records if r.failed],
+            usage=Usage.from_records(records, unused_calls(self.task, problem, self.config, values)),
+            failures=[r for r in records if r.failed],
             calls=values.get("calls") or [], config=self.config, thread_id=thread_id, wall_seconds=0.0,
         ), records
 

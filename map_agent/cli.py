@@ -6,6 +6,7 @@
     map-agent eval maze-code --test-set 1             # the value-iteration code-generation evaluation
     map-agent eval text-to-pddl                       # the Planetarium text-to-PDDL evaluation
     map-agent reproduce hanoi_ablations --backend openai --model M   # a paper table, cell by cell, then its report
+    map-agent sensitivity hanoi --sweep Actor:repeated_wrong_move:0.1,0.2   # % solved as a module's errors grow
     map-agent report runs/ID [runs/ID ...] --out report               # tables, figures and an HTML page
     map-agent view runs/ID [--out DIR] [--serve --port P]             # one offline page per run: what happened
 
@@ -37,10 +38,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from map_agent.agent import MAPAgent
 from map_agent.baselines import ALL_METHODS, check_method
-from map_agent.eval.records import validation_message
-from map_agent.llm.backends import SetupError, endpoint_url, redact
+from map_agent.files import validation_message
+from map_agent.llm.endpoint import SetupError, endpoint_url, redact
 from map_agent.options import (
     EXECUTOR_OPTIONS,
     ROUTING_OPTIONS,
@@ -84,12 +84,12 @@ def command_parser(name: str, help: str, example: str) -> argparse.ArgumentParse
 
 
 def _redaction(args: argparse.Namespace) -> tuple[str | None, tuple[str, ...]]:
-    """What ``map_agent.llm.backends.redact`` must hide for this command: the endpoint and the key."""
+    """What ``map_agent.llm.endpoint.redact`` must hide for this command: the endpoint and the key."""
     return endpoint_url(getattr(args, "base_url", None)), (api_key(args) or "",)
 
 
 def _redactor(args: argparse.Namespace):
-    """Error text as shown: no endpoint path or query, no key (``map_agent.llm.backends.redact``)."""
+    """Error text as shown: no endpoint path or query, no key (``map_agent.llm.endpoint.redact``)."""
     url, secrets = _redaction(args)
     return lambda text: redact(text, url, secrets)
 
@@ -130,6 +130,8 @@ def _problem(task: Any, problem_id: str, split: str | None) -> Any:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from map_agent.agent import MAPAgent  # LangGraph and LangChain: only a plan pays for them
+
     if args.thread_id and not args.checkpoint:
         raise ValueError("--thread-id resumes a plan saved with --checkpoint PATH: give both")
     task = get_task(args.task)
@@ -164,7 +166,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     u = result.usage.total
     console.print(f"solved: {result.solved}  invalid moves: {result.invalid_moves}  module calls: {u.calls}  "
                   f"model calls: {u.model_calls}  cache hits: {u.cache_hits}  tokens: "
-                  f"{u.input_tokens}+{u.output_tokens}  failures: {u.failures}")
+                  f"{u.input_tokens}+{u.output_tokens}  failures: {u.failures}"
+                  + (f"  unused (asked ahead): {u.unused}" if u.unused else ""))
     if args.json:
         from map_agent.eval.runner import _redacted
 
@@ -493,6 +496,10 @@ COMMANDS: dict[str, Command] = {
     "reproduce": Command("map_agent.eval.reproduce:add_arguments", "map_agent.eval.reproduce:cli_run",
                          "run a paper table or figure (experiments/*.yaml), then report",
                          "map-agent reproduce hanoi_ablations --backend openai --model gpt-4o --limit 2"),
+    "sensitivity": Command("map_agent.eval.sensitivity:add_arguments", "map_agent.eval.sensitivity:cli_run",
+                           "% solved as one oracle module's answers go wrong at known rates (a table and a figure)",
+                           "map-agent sensitivity hanoi --split test3 --runs 2 --sweep Predictor:wrong_state:0.05,0.1 "
+                           "--sweep Orchestrator:flipped:0.02,0.05"),
     "report": Command("map_agent.eval.report:add_arguments", "map_agent.eval.report:cli_run",
                       "tables, figures and an HTML page from run directories",
                       "map-agent report runs/hanoi-test3-map-openai-gpt-4o --out report"),

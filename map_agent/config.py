@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from map_agent.task import MODULES, Problem, Task
 
@@ -58,7 +58,80 @@ DEVIATIONS: dict[str, tuple[Any, Any, str]] = {
                           "action lists"),
     "critic": ("off", "learned", "the Actor proposes again after a learned goal-conditioned critic names which of "
                "its proposals look good or bad (Planning without Search): one more Actor call per round"),
+    "actor_grammar": ("static", "legal_source", "the Actor's reply grammar is computed from the current state so "
+                      "it can only write actions the task deems well-sourced (Hanoi: the top number of a non-empty "
+                      "list, moved to another list): fewer impossible proposals from a model that cannot read the "
+                      "state, while the Monitor still judges the target"),
+    "predictor_grammar": ("static", "configurations", "the Predictor's reply grammar admits only well-formed states "
+                          "of the current state's objects (Hanoi: each of its numbers on exactly one list, every "
+                          "list increasing): no lost, duplicated or invented numbers in a prediction"),
+    "revisit": (True, False, "Search never commits an action whose predicted state the plan has already visited "
+                "while another branch leads elsewhere: no back-and-forth loops"),
+    "speculative_predict": (False, True, "ask the Predictor for a proposed action's next state beside the Monitor's "
+                            "check of it, not after a valid verdict: one LangGraph superstep less per search layer "
+                            "(faster against a slow model), one Predictor call more per rejected action (counted as "
+                            "unused); the same plans"),
+    "speculative_orchestrator": (False, True, "ask the Orchestrator checks that follow a final-goal 'not yet' (the "
+                                 "subgoal's, or the children's in search) beside the final-goal check, not after "
+                                 "it: one superstep less per step; a few Orchestrator calls more, once, when the final "
+                                 "goal is declared while a subgoal is pursued (counted as unused); the same plans"),
 }
+
+#: module -> the field naming its state-dependent reply grammar ("static": the module's own output schema)
+GRAMMARS = {"Actor": "actor_grammar", "Predictor": "predictor_grammar"}
+
+#: The errors ``map-agent sensitivity`` injects into an oracle module (``map_agent.modules.corrupted`` makes them):
+#: kind -> (the modules it applies to, what a corrupted answer is). Every kind but ``noisy_value`` corrupts a share
+#: RATE of the module's calls; ``noisy_value`` perturbs every call, RATE being the noise's sigma in moves.
+ERROR_KINDS: dict[str, tuple[tuple[str, ...], str]] = {
+    "wrong_state": (("Predictor",), "a state one or two moves away, not the true successor"),
+    "copied_state": (("Predictor",), "the input state, copied, not moved"),
+    "flipped": (("Monitor", "Orchestrator"), "the verdict inverted"),
+    "repeated_wrong_move": (("Actor",), "moves the environment rejects, the same ones in every Monitor round of "
+                                        "the step (the feedback changes nothing)"),
+    "fresh_wrong_move": (("Actor",), "moves the environment rejects, drawn anew in every Monitor round"),
+    "legal_detour": (("Actor",), "legal moves that are not on a shortest path"),
+    "noisy_value": (("Evaluator",), "the distance plus Gaussian noise of sigma RATE moves, rounded, on every call"),
+    "random_value": (("Evaluator",), "a wrong value drawn uniformly from the task's fallback range"),
+    "impossible_subgoal": (("TaskDecomposer",), "a subgoal no reachable state satisfies"),
+    "random_subgoal": (("TaskDecomposer",), "reachable states drawn at random"),
+}
+
+
+class Corruption(BaseModel):
+    """An error injected into one oracle module: its kind (``ERROR_KINDS``) and rate. Whether a call is corrupted
+    is a function of the call's input, the run index and ``seed``, as a temperature-0 model's errors are."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    module: str
+    kind: str
+    rate: float = Field(ge=0, le=100, description="share of calls corrupted (0-1); noisy_value: sigma in moves")
+    seed: int = Field(default=0, ge=0, description="another seed draws other calls and other wrong answers")
+
+    @model_validator(mode="after")
+    def _applies(self) -> Corruption:
+        if self.module not in MODULES:
+            raise ValueError(f"no module {self.module!r}; modules: {', '.join(MODULES)}")
+        kinds = [k for k, (modules, _) in ERROR_KINDS.items() if self.module in modules]
+        if self.kind not in kinds:
+            raise ValueError(f"{self.module} errors are {', '.join(kinds)}, not {self.kind!r}")
+        if self.kind != "noisy_value" and self.rate > 1:
+            raise ValueError(f"rate {self.rate:g}: a share of calls, 0 to 1")
+        return self
+
+    @classmethod
+    def parse(cls, text: str, seed: int = 0) -> Corruption:
+        """``MODULE:KIND:RATE`` (``Actor:fresh_wrong_move:0.1``), as the command line writes it; a malformed one
+        raises ``ValueError`` in one line."""
+        module, _, rest = text.partition(":")
+        kind, _, rate = rest.partition(":")
+        try:
+            return cls(module=module, kind=kind, rate=float(rate), seed=seed)
+        except ValueError as e:  # a rate that is no number, or a validation error: its first message
+            reason = e.errors()[0]["msg"].removeprefix("Value error, ") if isinstance(e, ValidationError) else ""
+            raise ValueError(f"{text!r}: expected MODULE:KIND:RATE, e.g. Predictor:wrong_state:0.1"
+                             + (f" ({reason})" if reason else "")) from None
 
 
 class MAPConfig(BaseModel):
@@ -117,6 +190,24 @@ class MAPConfig(BaseModel):
         default="plans", description="how a transfer split's examples from another problem read in the Actor's "
                                      "prompt: bare action lists (the original) or worked moves with preconditions "
                                      "and states")
+    actor_grammar: Literal["static", "legal_source"] = Field(
+        default="static", description="the Actor's reply schema: the module's fixed one, or the task's restriction "
+                                      "to the current state's well-sourced actions (Task.reply_schema)")
+    predictor_grammar: Literal["static", "configurations"] = Field(
+        default="static", description="the Predictor's reply schema: the module's fixed one, or the task's "
+                                      "restriction to well-formed states of the current state's objects")
+    revisit: bool = Field(default=True, description="Search may commit an action that leads back to a state the "
+                                                    "plan has visited (the original); False avoids it when another "
+                                                    "branch exists")
+    speculative_predict: bool = Field(
+        default=False, description="the Predictor is asked for a proposed action's next state beside the Monitor's "
+                                   "check of it (the original: once the Monitor accepts it)")
+    speculative_orchestrator: bool = Field(
+        default=False, description="the Orchestrator checks that follow a final-goal 'not yet' are asked beside the "
+                                   "final-goal check (the original: after its answer)")
+    corrupt: tuple[Corruption, ...] = Field(
+        default=(), description="errors injected into oracle modules at known rates (map-agent sensitivity), one "
+                                "per module")
 
     def deviations(self, task: Task | None = None) -> dict[str, Any]:
         """The named deviations from the original code this configuration turns on (recorded with every run);
@@ -138,6 +229,9 @@ class MAPConfig(BaseModel):
         unlearned = sorted(m for m, impl in self.modules.items() if impl == "learned" and m not in LEARNED_MODULES)
         if unlearned:
             raise ValueError(f"modules: no learned implementation of {unlearned}; learned: {list(LEARNED_MODULES)}")
+        corrupted = [c.module for c in self.corrupt]
+        if twice := sorted({m for m in corrupted if corrupted.count(m) > 1}):
+            raise ValueError(f"corrupt: one error kind per module ({', '.join(twice)} named twice)")
         return self
 
     def for_backend(self, backend: str, task: Task) -> MAPConfig:
@@ -168,6 +262,18 @@ class MAPConfig(BaseModel):
         if search and impls["Evaluator"] == "off":
             raise ValueError("modules.Evaluator: tree search scores its leaves with the Evaluator; "
                              "turn search off or the Evaluator on")
+        for c in self.corrupt:  # errors are injected into ground truth: the module must run as its oracle
+            if impls[c.module] == "off":
+                raise ValueError(f"corrupt: the {c.module} is off on {task.name}: it makes no call to corrupt")
+            if impls[c.module] != "oracle":
+                raise ValueError(f"corrupt: the {c.module} runs as {impls[c.module]!r} on {task.name}; errors are "
+                                 "injected into oracle modules only (--backend oracle)")
+        for module, field in GRAMMARS.items():  # a grammar the task cannot write fails here, not mid-run
+            grammar = getattr(self, field)
+            if grammar != "static" and grammar not in task.grammars.get(module, ()):
+                offered = ", ".join(task.grammars.get(module, ())) or "none"
+                raise ValueError(f"{field}: {task.name} has no {grammar!r} grammar for the {module} "
+                                 f"(it offers: {offered})")
         return Resolved(
             branches=self.branches if search else 1,
             layers=self.layers if search else 1,
@@ -182,10 +288,12 @@ class MAPConfig(BaseModel):
                                        "on_all_rejected", "evaluator_fallback", "tie_break", "single_valid",
                                        "final_goal_first", "actor_history", "prompts", "critic",
                                        "early_termination", "parse_reask", "reply_budget", "prompt_hints",
-                                       "transfer_examples"}),
+                                       "transfer_examples", "actor_grammar", "predictor_grammar", "revisit",
+                                       "speculative_predict", "speculative_orchestrator"}),
             examples=self.examples and self.prompts == "paper",
             reasoning=self.reasoning,
             deviations=deviations,
+            corrupt=self.corrupt,
         )
 
 
@@ -222,7 +330,13 @@ class Resolved(BaseModel):
     reply_budget: Literal["original", "model"] = "original"
     prompt_hints: bool = False
     transfer_examples: Literal["plans", "worked"] = "plans"
+    actor_grammar: Literal["static", "legal_source"] = "static"
+    predictor_grammar: Literal["static", "configurations"] = "static"
+    revisit: bool = True
+    speculative_predict: bool = False
+    speculative_orchestrator: bool = False
     deviations: dict[str, Any] = {}
+    corrupt: tuple[Corruption, ...] = ()
 
     def actor_sample(self, round_: int) -> int:
         """The Actor's sample index for a ProposeAction round: distinct per round and per run (``seed``)."""

@@ -24,8 +24,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, get_args
 
-from map_agent.config import DEVIATIONS, Impl, MAPConfig
-from map_agent.llm.backends import JSON_SCHEMA_CHOICES
+from map_agent.config import DEVIATIONS, ERROR_KINDS, Corruption, Impl, MAPConfig
+from map_agent.files import read_text
+from map_agent.llm.endpoint import JSON_SCHEMA_CHOICES
 from map_agent.task import MODULES
 
 #: chat-model backends ("oracle": the task's symbolic modules, no language model)
@@ -164,6 +165,9 @@ OPTIONS: dict[str, Option] = {
     "module": Option(("--module",), {"action": "append", "default": [], "metavar": "NAME=IMPL", "help": (
         f"per-module implementation, IMPL one of {', '.join(get_args(Impl))}; modules: {', '.join(MODULES)}")},
         MAP),
+    "corrupt": Option(("--corrupt",), {"action": "append", "default": [], "metavar": "MODULE:KIND:RATE", "help": (
+        "inject errors into an oracle module (--backend oracle): KIND on a share RATE of its calls, e.g. "
+        f"Actor:fresh_wrong_move:0.1; kinds: {', '.join(ERROR_KINDS)} (map-agent sensitivity sweeps them)")}, MAP),
     "prompts": Option(("--prompts",), {"choices": ["paper", "ft"], "help": (
         "module prompts: the paper's (default), or 'ft', the short ones a fine-tuned adapter learnt (default "
         "with a shipped adapter, e.g. --model map-hanoi)")}, MAP),
@@ -182,7 +186,7 @@ ROUTING_OPTIONS = ("module_model", "module_models")
 EXECUTOR_OPTIONS = ("executor", "ray_address", "max_in_flight")
 #: the options of a MAP run, named deviations from the original code included (``deviation_options``)
 MAP_OPTIONS = ("branches", "layers", "max_actions", "search", "subgoals", "no_monitor", "no_decomposer", "module",
-               "prompts", "monitor_retries", "parse_retries")
+               "corrupt", "prompts", "monitor_retries", "parse_retries")
 DEVIATIONS_GROUP = "differences from the original MAP code (default: the original's)"
 
 
@@ -276,8 +280,7 @@ def module_models(args: argparse.Namespace) -> dict[str, str]:
     path = getattr(args, "module_models", None)
     if path:
         try:
-            with open(path, encoding="utf-8") as f:
-                raw = yaml.safe_load(f)
+            raw = yaml.safe_load(read_text(path))  # YAML, so JSON too; not UTF-8 names the file
         except OSError as e:
             raise ValueError(f"--module-models {path}: {e.strerror or e}") from None
         except yaml.YAMLError:
@@ -339,6 +342,7 @@ def map_config(args: argparse.Namespace) -> MAPConfig:
         modules["TaskDecomposer"] = "off"
     given = {"branches": args.branches, "layers": args.layers, "max_actions": args.max_actions,
              "search": args.search, "n_subgoals": args.subgoals, "modules": modules or None,
+             "corrupt": tuple(Corruption.parse(c, getattr(args, "seed", None) or 0) for c in args.corrupt) or None,
              **{f: getattr(args, f, None) for f in (*DEVIATIONS, "monitor_retries", "parse_retries", "prompts")}}
     # only what the user gave is set: the rest stays the task's protocol, or an experiment cell's setting
     config = MAPConfig(**{f: v for f, v in given.items() if v is not None})

@@ -135,6 +135,9 @@ class Task(ABC, Generic[S, A, G]):
     protocol: ClassVar[dict[str, Any]] = {}
     #: modules whose replies reason before their verdict in the original (a ``reasoning`` field first)
     reasoning_modules: ClassVar[frozenset[str]] = frozenset({"TaskDecomposer", "Monitor", "Evaluator"})
+    #: the state-dependent reply grammars ``reply_schema`` writes: module -> grammar names, as the MAPConfig fields
+    #: ``actor_grammar`` and ``predictor_grammar`` take them (none: every module keeps its static schema)
+    grammars: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     # -- data --------------------------------------------------------------------------------------------
     @abstractmethod
@@ -152,6 +155,11 @@ class Task(ABC, Generic[S, A, G]):
                 if p.id == str(problem_id):
                     return p
         raise KeyError(f"{self.name}: no problem with id {problem_id!r}")
+
+    def size(self, problem: Problem) -> int | None:
+        """How large the problem's world is (Hanoi: its disks), so a fine-tuned model's card can say which sizes
+        it was trained on and which it was tested on unseen; ``None`` for a task without one measure of size."""
+        return None
 
     # -- typed views ---------------------------------------------------------------------------------------
     def start(self, problem: Problem) -> S:
@@ -200,6 +208,19 @@ class Task(ABC, Generic[S, A, G]):
     def as_goal(self, state: S) -> G:
         """A full state used as a (sub)goal: the oracle TaskDecomposer's subgoals are states on an optimal path."""
         return self.Goal.model_validate(state.model_dump())  # type: ignore[return-value]
+
+    def reply_schema(self, module: str, grammar: str, state: S, problem: Problem) -> dict[str, Any] | None:
+        """The JSON schema of the task value ``module`` writes in ``state`` -- its Action for the Actor, its State
+        for the Predictor -- restricted by ``grammar`` (one of ``grammars[module]``); ``None`` keeps the module's
+        static schema. A grammar-constrained model cannot write what the schema leaves out, so a grammar built
+        from the state itself takes a whole class of mistakes away from a model that misreads the state."""
+        return None
+
+    def critic_features(self, value: BaseModel, goal: BaseModel) -> list[float]:
+        """Numbers describing a state, action or goal (``value``) relative to ``goal``, in one layout for every
+        problem size of the task: the structural feature kind of a learned critic (``map-agent train-critic
+        --features structural``), which then carries from the sizes it was trained on to others."""
+        raise NotImplementedError(f"{self.name} has no structural critic features; use --features embedding")
 
     # -- the paper's protocol -------------------------------------------------------------------------------
     def default_runs(self, split: str) -> int:

@@ -22,7 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from map_agent.eval.records import read_records
+from pydantic import BaseModel, ConfigDict, Field
+
+from map_agent.eval.records import RecordCheck, read_records
+from map_agent.files import load_file
 
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"DejaVu Sans",sans-serif;margin:0 auto;max-width:1200px;padding:1em;
@@ -242,6 +245,21 @@ def _anchor(record: dict[str, Any]) -> str:
     return f"p-{record.get('problem_id')}-r{record.get('run', 0)}"
 
 
+class _RunConfig(BaseModel):
+    """What the page reads of ``config.json`` (a ``RunSpec``, not imported here: the runner pulls in LangChain).
+    Loose on purpose, every field optional and the others kept, so that a run an older version wrote still shows;
+    a file of the wrong shape is named (``FileError``) rather than breaking the page half-way."""
+
+    model_config = ConfigDict(extra="allow")
+
+    task: str | None = None
+    split: str | None = None
+    method: str = "map"
+    backend: str | None = None
+    model: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
 class RunPage:
     """Builds one run's page."""
 
@@ -250,11 +268,11 @@ class RunPage:
         config_path = self.dir / "config.json"
         if not config_path.exists():
             raise FileNotFoundError(f"{self.dir}: not a run directory (no config.json)")
-        self.config = json.loads(config_path.read_text(encoding="utf-8"))
+        self.config = load_file(config_path, _RunConfig).model_dump()
         summary = self.dir / "summary.json"
-        self.summary = json.loads(summary.read_text(encoding="utf-8")) if summary.exists() else {}
+        self.summary = load_file(summary, dict[str, Any]) if summary.exists() else {}
         path = self.dir / "records.jsonl"
-        self.records = read_records(path) if path.exists() else []
+        self.records = read_records(path, RecordCheck) if path.exists() else []
         self.records.sort(key=lambda r: (r.get("run", 0), _natural(str(r.get("problem_id")))))
         try:
             from map_agent.task import get_task

@@ -4,13 +4,15 @@ Actor's natural-language critic."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
 from map_agent.agent import MAPAgent
 from map_agent.config import MAPConfig
-from map_agent.learned.critic import critic_for, load_critic
+from map_agent.learned.critic import FEATURES, critic_for, feature_kind, load_critic
 from map_agent.learned.critic_train import (
     CriticConfig,
     Distances,
@@ -147,3 +149,63 @@ def test_critic_off_asks_the_actor_once_per_round():
               tables={"proposals": {key(state, goal, 0): {"actions": [a.model_dump() for a in draft]}}})
     assert propose_action(ctx, state, goal) == draft
     assert not ctx.jobs  # no critique round
+
+
+# -- structural features: one layout for every size ------------------------------------------------------------
+def test_structural_features_keep_one_layout_and_say_where_each_disk_is_and_should_be():
+    goal = HANOI.State(A=[], B=[], C=[0, 1])
+    row = HANOI.critic_features(HANOI.State(A=[0], B=[], C=[1]), goal)
+    assert row[:16] == [1, 1, 0, 0, 0, 0, 1, 0,  # disk 0: present, on A, goal C, not there
+                        1, 0, 0, 1, 0, 0, 1, 1]  # disk 1: present, on C, goal C, there
+    assert not any(row[16:])  # numbers 2-9 absent
+    worlds = [reachable_states(HANOI, HANOI.problems(split)[0]) for split in ("world2", "all3", "test4", "world5")]
+    assert {len(HANOI.critic_features(s, HANOI.as_goal(w[-1]))) for w in worlds for s in w[:20]} == {len(row)}
+
+
+def test_a_moves_row_is_the_change_it_makes_to_the_states_row():
+    problem = HANOI.problem(30)  # four disks
+    goal = HANOI.goal(problem)
+    for state in reachable_states(HANOI, problem)[:30]:
+        for move in HANOI.legal_actions(state, problem):
+            after = HANOI.apply(state, move, problem)
+            np.testing.assert_array_equal(
+                np.add(HANOI.critic_features(state, goal), HANOI.critic_features(move, goal)),
+                HANOI.critic_features(after, goal))
+
+
+def test_a_structural_critic_trains_saves_and_loads_with_its_kind(tmp_path):
+    torch = pytest.importorskip("torch", reason="training needs the [train] extra")
+    torch.set_num_threads(1)
+    config = CriticConfig(features="structural", oracle=60, noisy=30, walks=30, walk_length=6, steps=600,
+                          heldout_goals=0.0, projection=16, hidden=64, batch_size=64, polyak=0.05)
+    critic, card, _ = train_critic(HANOI, [TWO], config)
+    assert card["features"]["kind"] == "structural" and card["data"]["sizes"] == [2]
+    critic.weights.save(tmp_path / "c.npz")
+    (tmp_path / "c.json").write_text(json.dumps(card))
+    loaded = load_critic(HANOI, tmp_path / "c.npz")
+    assert loaded.features.kind == "structural"
+    states = reachable_states(HANOI, TWO)
+    goals = [HANOI.as_goal(states[-1])] * len(states)
+    np.testing.assert_allclose(loaded.values(states, goals), critic.values(states, goals), rtol=1e-5)
+    m = ranking_metrics(critic, HANOI, TWO, [(s, HANOI.as_goal(g)) for s in states for g in states])
+    assert m["mae"] < 0.5 and m["top1"] > m["chance"]
+
+
+def test_a_card_without_a_feature_kind_is_an_embedding_critic():
+    assert feature_kind({}) == "embedding" and feature_kind({"features": {"kind": "structural"}}) == "structural"
+
+
+def test_the_shipped_card_names_its_features_sizes_and_split():
+    card = load_critic(HANOI).card
+    assert card["features"]["kind"] in FEATURES and card["features"]["dim"] > 0
+    assert card["data"]["split"] and card["data"]["sizes"] and card["config"]["features"] == card["features"]["kind"]
+
+
+def test_a_critic_reporting_held_out_sizes_never_trained_on_a_state_of_them():
+    """Every training trajectory stays among the states its problems reach: none may have a held-out size."""
+    card = load_critic(HANOI).card
+    held = set(card["data"]["heldout_sizes"])
+    assert 4 in held and any("4disk" in name for name in card["metrics"])
+    trained = {len(s.disks()) for pid in card["data"]["problems"]
+               for s in reachable_states(HANOI, HANOI.problem(pid))}
+    assert trained == set(card["data"]["sizes"]) and not trained & held

@@ -99,3 +99,14 @@ def test_the_oracle_smoke_report_has_no_empty_cost_figure(tmp_path: Path, captur
     check("solved_hanoi", fig, renderer, ["map · oracle", "map (no-search) · oracle", "map (two-subgoals) · oracle"])
     assert "cost.png" not in result["files"]
     assert "No cost figure: these runs sent no request to a model" in Path(result["files"]["report.html"]).read_text()
+
+
+@pytest.mark.parametrize("name", ["hanoi_test3", "cogeval_valuepath"])
+def test_the_sensitivity_figures_of_the_readme(name: str, tmp_path: Path, captured: dict) -> None:
+    """``map-agent sensitivity``'s figure, drawn from the README's measured sweeps (``docs/sensitivity/``)."""
+    from map_agent.eval.sensitivity import sensitivity_figure
+
+    data = json.loads((Path(__file__).parents[1] / "docs" / "sensitivity" / f"{name}.json").read_text())
+    sensitivity_figure(data, tmp_path)
+    fig, renderer = captured["sensitivity"]
+    check("sensitivity", fig, renderer, [sweep["label"] for sweep in data["sweeps"]])

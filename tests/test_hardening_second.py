@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import multiprocessing
+import shutil
 import socket
 import threading
 import time
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.tools import ToolException
 
+import map_agent.prompts
 from map_agent.cli import main
 from map_agent.eval.maze_code import EXCERPT_CHARS, evaluate
 from map_agent.eval.records import append_record, read_records
@@ -117,6 +119,21 @@ def test_a_hostile_value_table_is_that_problems_bad_answer_and_the_evaluation_go
         assert record["executed"] and complaint in record["error"], (record["error"], complaint)
         assert len(json.dumps(record)) < 3 * EXCERPT_CHARS
     assert "more characters" in records[-1]["reply"]
+
+
+def test_a_script_that_fills_the_tmpfs_with_empty_files_is_that_problems_disk_failure(tmp_path):
+    """Empty files take no space, so only the tmpfs's inode cap ends this script; the evaluation goes on."""
+    problems = load_test_set(1)[:2]
+    zeros = "def value_iteration(m):\n    return [[0] * len(m[0]) for _ in m]\n```"
+    flood = f"```python\nfor i in range(200_000):\n    open(f'e{{i}}', 'w').close()\n{zeros}"
+    sane = f"```python\nmaze = {problems[1].grid!r}\n{zeros}"
+    started = time.perf_counter()
+    summary = evaluate(FakeListChatModel(responses=[flood, sane]), problems, tmp_path,
+                       limits=LIMITS.model_copy(update={"inodes": 2000}))
+    first, second = read_records(tmp_path / "records.jsonl")
+    assert (first["status"], first["executed"]) == ("disk", False) and "No space left" in first["error"], first
+    assert second["executed"] and summary["scored"] == 2
+    assert time.perf_counter() - started < 2 * LIMITS.wall_s
 
 
 def test_value_iteration_tool_refuses_an_infinite_reward_and_a_huge_maze_in_one_line():
@@ -288,3 +305,78 @@ def test_processes_sharing_a_run_directory_plan_each_problem_once(tmp_path):
     records = read_records(tmp_path / "shared" / "records.jsonl")
     assert sorted(r["problem_id"] for r in records) == sorted(IDS)
     assert all(r["solved"] for r in records)
+
+
+# -- a broken file is one line naming it, never an internal error ------------------------------------------------
+#: what is broken -> (the file under the test's folder, "write" or "append", the bytes, the command, what the error
+#: line says after the file's path: the field, or the line number)
+BAD_FILES = {
+    "records line a JSON list": ("run/records.jsonl", "append", b"[1, 2]\n", "report", ":3: record: Input should "
+                                 "be an object"),
+    "records line a number": ("run/records.jsonl", "append", b"42\n", "view", ":3: record: Input should be an object"),
+    "records line without its problem": ("run/records.jsonl", "append", b'{"run": 0}\n', "report",
+                                         ":3: problem_id: Field required"),
+    "records field of the wrong type": ("run/records.jsonl", "append", b'{"problem_id": "1", "run": "zero"}\n',
+                                        "view", ":3: run: Input should be a valid integer"),
+    "config not JSON": ("run/config.json", "write", b"{task: hanoi", "eval", ": not JSON at line 1 column 2"),
+    "config a list": ("run/config.json", "write", b"[1]", "report", ": the whole file: Input should be an object"),
+    "config not UTF-8": ("run/config.json", "write", b'{"task": "\xff"}', "view", ": not UTF-8 text (byte 0xff"),
+    "config field of the wrong type": ("run/config.json", "patch", b'{"runs": "two"}', "report",
+                                       ": runs: Input should be a valid integer"),
+    "summary a list": ("run/summary.json", "write", b"[]", "view", ": the whole file: Input should be an object"),
+    "cell a string": ("run/cell.json", "write", b'"map"', "report", ": the whole file: Input should be an object"),
+    "experiment cell a list": ("exp.yaml", "write", b"title: t\nsource: s\ncells:\n  - [hanoi, test3]\n",
+                               "reproduce", ": cells.0: Input should be an object"),
+    "experiment field of the wrong type": ("exp.yaml", "write", b"title: t\nsource: s\ncells:\n  - {task: hanoi, "
+                                           b"split: test3, runs: two}\n", "reproduce", ": cells.0.runs: Input should"),
+    "examples entries not objects": ("prompts/hanoi/actor.examples.json", "write", b"[1, 2]", "eval map",
+                                     ": 0: Input should be an object"),
+    "prompt not UTF-8": ("prompts/hanoi/actor.md", "write", b"You are the \xe9 Actor", "eval map",
+                         ": not UTF-8 text (byte 0xe9 at offset 12)"),
+    "template placeholder unknown": ("prompts/hanoi/baselines/cot.md", "write", b"Plan {max_actions} moves; {steps}",
+                                     "eval cot", ": unknown placeholder {steps}"),
+    "module routes not UTF-8": ("routes.yaml", "write", b"Actor: \xff", "eval map", ": not UTF-8 text"),
+}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("finished")
+    assert main(["eval", "hanoi", "--backend", "oracle", "--limit", "2", "--runs", "1", "--out", str(out),
+                 "--run-id", "run"]) == 0
+    return out / "run"
+
+
+@pytest.mark.parametrize("broken", BAD_FILES)
+def test_a_broken_file_ends_as_one_line_naming_it_and_its_field(broken, finished_run, tmp_path, capsys,
+                                                                  monkeypatch):
+    name, how, data, command, said = BAD_FILES[broken]
+    shutil.copytree(finished_run, tmp_path / "run")
+    shutil.copytree(map_agent.prompts.PROMPT_ROOT / "hanoi", tmp_path / "prompts" / "hanoi")
+    monkeypatch.setattr(map_agent.prompts, "PROMPT_ROOT", tmp_path / "prompts")
+    path = tmp_path / name
+    if how == "patch":
+        path.write_text(json.dumps({**json.loads(path.read_text()), **json.loads(data)}))
+    else:
+        with path.open("ab" if how == "append" else "wb") as f:
+            f.write(data)
+    capsys.readouterr()
+    with FakeOpenAI() as server:
+        model = ["--backend", "openai", "--base-url", server.url, "--no-cache", "--max-actions", "1"]
+        argv = {
+            "eval": ["eval", "hanoi", "--backend", "oracle", "--limit", "2", "--runs", "1", "--out", str(tmp_path),
+                     "--run-id", "run"],
+            "report": ["report", str(tmp_path / "run"), "--out", str(tmp_path / "report")],
+            "view": ["view", str(tmp_path / "run"), "--out", str(tmp_path / "pages")],
+            "reproduce": ["reproduce", str(path), "--backend", "oracle", "--out", str(tmp_path / "repro")],
+            "eval map": ["eval", "hanoi", "--limit", "1", "--runs", "1", "--out", str(tmp_path), "--run-id", "llm",
+                         *model, *(["--module-models", str(path)] if name == "routes.yaml" else [])],
+            "eval cot": ["eval", "hanoi", "--method", "cot", "--limit", "1", "--runs", "1", "--out", str(tmp_path),
+                         "--run-id", "cot", *model],
+        }[command]
+        code = main(argv)
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and errors == err.strip().splitlines()[-1:], err
+    assert errors[0].startswith(f"error: {path}{said}"), (errors[0], f"{path}{said}")
+    assert "internal error" not in err and "Traceback" not in err

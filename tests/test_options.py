@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from map_agent import cli, options
+from map_agent.agent import MAPAgent
 from map_agent.config import MAPConfig
 
 #: the shared chat-model options, set to values no default has, per backend
@@ -27,10 +28,10 @@ EXPECTED_CHAT = {
 }
 MAP_ARGS = ["-B", "3", "-L", "1", "-N", "7", "--no-search", "--subgoals", "2", "--no-monitor",
             "--module", "Evaluator=oracle", "--prompts", "ft", "--monitor-retries", "2", "--parse-retries", "3",
-            "--tie-break", "first", "--no-actor-history", "--actor-temperature", "0.5"]
+            "--tie-break", "first", "--no-actor-history", "--actor-temperature", "0.5", "--speculative-predict"]
 EXPECTED_MAP = {"branches": 3, "layers": 1, "max_actions": 7, "search": False, "n_subgoals": 2,
                 "monitor_retries": 2, "parse_retries": 3, "prompts": "ft", "tie_break": "first",
-                "actor_history": False, "actor_temperature": 0.5}
+                "actor_history": False, "actor_temperature": 0.5, "speculative_predict": True}
 
 
 class Reached(Exception):
@@ -70,13 +71,13 @@ def spies(monkeypatch, tmp_path):
         reproduction_init(self, experiment, out, **kwargs)
 
     monkeypatch.setattr(reproduce.Reproduction, "__init__", reproduction)
-    agent_init = cli.MAPAgent.__init__
+    agent_init = MAPAgent.__init__
 
     def agent(self, problem, **kwargs):
         seen["agent"] = kwargs
         agent_init(self, problem, **kwargs)
 
-    monkeypatch.setattr(cli.MAPAgent, "__init__", agent)
+    monkeypatch.setattr(MAPAgent, "__init__", agent)
     return seen
 
 
@@ -203,7 +204,7 @@ def test_train_and_distill_take_the_shared_seed_out_and_threads(monkeypatch, tmp
     monkeypatch.setattr(distill, "distill", fake_distill)
     cli.main(["distill", "hanoi", "--split", "test3", "--out", str(tmp_path / "d"), "--limit", "2", "--seed", "4"])
     split, out, kwargs = seen["distill"]
-    assert (split, out, kwargs["limit"], kwargs["seed"]) == ("test3", str(tmp_path / "d"), 2, 4)
+    assert (split, out, kwargs["limit"], kwargs["seed"]) == (["test3"], str(tmp_path / "d"), 2, 4)
 
 
 def test_repeating_an_eval_command_resumes_its_run(tmp_path, capsys):

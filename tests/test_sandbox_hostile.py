@@ -100,6 +100,11 @@ def host_usr_untouched(run: SandboxResult, ctx: Context) -> None:
     assert run.status in ("denied", "error"), (run.status, run.error)
 
 
+def inodes_capped(run: SandboxResult, ctx: Context) -> None:
+    """The script met ENOSPC before it made more entries than the tmpfs has inodes (its root takes one)."""
+    assert run.ok and run.result[0] == 28 and 0 < run.result[1] < LIMITS.inodes, (run.status, run.error, run.result)
+
+
 # ctypes helpers pasted into scripts
 LIBC = "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
 
@@ -211,6 +216,20 @@ CASES = [
                              " as f:\n            f.write(b'x' * 4096)\n        n += 1\nexcept OSError as e:\n"
                              "    err = e.errno", lambda run, ctx: None if run.ok and run.result[0] == 28 and
          0 < run.result[1] * 4096 <= 8 << 20 else pytest.fail(f"{run.status} {run.result}"), "__result__ = [err, n]"),
+    # empty files take no space: only the tmpfs's inode cap stops them (issue 16)
+    Case("200,000 empty files", "n = 0\ntry:\n    for i in range(200_000):\n        open(f'e{i}', 'w').close()\n"
+                                "        n += 1\nexcept OSError as e:\n    err = e.errno", inodes_capped,
+         "__result__ = [err, n]"),
+    Case("directories and symlinks", "import os\nn = 0\ntry:\n    for i in range(200_000):\n"
+                                     "        os.mkdir(f'd{i}') if i % 2 else os.symlink('/usr', f'l{i}')\n"
+                                     "        n += 1\nexcept OSError as e:\n    err = e.errno", inodes_capped,
+         "__result__ = [err, n]"),
+    Case("capabilities after the inode cap's mount", LIBC + "class Header(ctypes.Structure):\n"
+         "    _fields_ = [('version', ctypes.c_uint32), ('pid', ctypes.c_int)]\nsets = (ctypes.c_uint32 * 6)()\n"
+         "libc.capget(ctypes.byref(Header(0x20080522, 0)), sets)\n"
+         "bounding = [c for c in range(64) if libc.prctl(23, c, 0, 0, 0) == 1]\n"
+         "unmounted = libc.umount2(b'/sandbox', 2)", result([[0] * 6, [], -1]),
+         "__result__ = [list(sets), bounding, unmounted]"),
     # --- secrets: no view of the caller's environment, files or /proc ---------------------------------------------
     Case("os.environ", "import os\nenv = sorted(os.environ)", lambda run, ctx: None if run.ok and
          set(run.result) <= set(ENV) | {"PWD", "LC_CTYPE"} else pytest.fail(str(run.result)), "__result__ = env"),
@@ -473,9 +492,21 @@ def test_the_weak_mode_drops_only_the_missing_layer(ctx, monkeypatch):
     with pytest.warns(RuntimeWarning) as warned:
         run = run_script(code, limits=LIMITS.model_copy(update={"allow_weak_isolation": True}))
     line = str(warned[0].message)
-    assert "active layers: namespaces, seccomp, rlimits; missing: landlock" in line and "\n" not in line
+    assert "active layers: namespaces, inode cap, seccomp, rlimits; missing: landlock" in line and "\n" not in line
     assert run.isolation == "weak" and run.status == "denied", (run.status, run.error)
     assert list(ctx.outside.iterdir()) == [] and victim.read_text() == "data"
+
+
+def test_without_the_inode_cap_the_weak_mode_says_so_and_keeps_the_size_cap(ctx, monkeypatch):
+    """A kernel that refuses the inode-capped mount: the run keeps bwrap's tmpfs, capped in size only."""
+    _without(monkeypatch, "inode cap")
+    code = ("n = 0\ntry:\n    for i in range(100):\n        with open(f'f{i}', 'wb') as f:\n"
+            "            f.write(b'x' * (2 << 20))\n        n += 1\nexcept OSError as e:\n    err = e.errno")
+    with pytest.warns(RuntimeWarning) as warned:
+        run = run_script(code, "__result__ = [err, n]", LIMITS.model_copy(update={"allow_weak_isolation": True}))
+    assert "missing: inode cap" in str(warned[0].message)
+    assert run.isolation == "weak" and run.ok and run.result[0] == 28 and run.result[1] * 2 <= LIMITS.disk_mb, \
+        (run.status, run.error, run.result)
 
 
 def test_a_sysv_segment_does_not_outlive_a_weak_mode_run(ctx, monkeypatch):

@@ -171,7 +171,11 @@ def test_without_search_one_action_is_proposed_and_no_evaluator_runs():
 def test_plan_loop_decomposes_first_then_checks_the_goal():
     c = ctx()
     progress, jobs = advance(c, Progress())
-    assert [j.module for j in jobs] == ["TaskDecomposer"] and progress.goals is None
+    # the start's final-goal check is asked first whatever the subgoals are (with none, it is the pursued goal's):
+    # it goes out with the TaskDecomposer, not a superstep after it
+    assert [j.module for j in jobs] == ["TaskDecomposer", "Orchestrator"] and progress.goals is None
+    assert jobs[1].input["goal"] == G.model_dump()
+    assert [j.module for j in advance(ctx(final_goal_first=False), Progress())[1]] == ["TaskDecomposer"]
     sub = HanoiState(A=[], B=[1, 2], C=[0])
     c = ctx({"subgoals": {key(S, G, 1): {"subgoals": [sub.model_dump()]}}})
     progress, jobs = advance(c, Progress())

@@ -29,6 +29,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, ConfigDict, Field
 
+from map_agent import files
 from map_agent.modules.base import CallRecord, LLMModule, ModuleCall, ModuleResult, apply_hints
 from map_agent.task import Problem, Task, canonical, transfer_form
 
@@ -277,14 +278,17 @@ def prompt_file(task: Task, problem: Problem, name: str) -> Path:
 
 @cache
 def read_text(path: Path) -> str:
-    return path.read_text(encoding="utf-8")
+    return files.read_text(path)
 
 
-def read_prompt(task: Task, problem: Problem, name: str) -> str:
+def read_prompt(task: Task, problem: Problem, name: str, **values: Any) -> str:
+    """A baseline's prompt file, its ``{placeholders}`` filled from ``values`` when given (a bad one names the
+    file: ``map_agent.files.fill``)."""
     path = prompt_file(task, problem, name)
     if not path.exists():
         raise FileNotFoundError(f"{task.name}: no baseline prompt {path}")
-    return read_text(path).strip()
+    text = read_text(path).strip()
+    return files.fill(path, text, **values) if values else text
 
 
 @cache
@@ -330,12 +334,9 @@ def _examples(task_name: str, path: Path) -> tuple[tuple[Example, tuple[str, str
 
     task = get_task(task_name)
     try:
-        raw = json.loads(read_text(path))
+        shots = files.load_file(path, list[Example], text=read_text(path))
     except FileNotFoundError:
         raise FileNotFoundError(f"{task_name}: no baseline examples {path}") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not JSON: {e}") from None
-    shots = [Example.model_validate(r) for r in raw]
     return tuple((s, (canonical(task.State.model_validate(s.start)), canonical(task.Goal.model_validate(s.goal))))
                  for s in shots)
 
@@ -361,7 +362,7 @@ def _example_turn(task_name: str, shot_json: str, request: str, reply: type[Base
 
 def plan_request(task: Task, problem: Problem, file: str, max_actions: int) -> str:
     """The request of a whole-plan prompt (``{max_actions}`` in it is N, for tasks whose original named it)."""
-    return read_prompt(task, problem, file).format(max_actions=max_actions)
+    return read_prompt(task, problem, file, max_actions=max_actions)
 
 
 def plan_messages(method: Method, *, reasoning: Reasoning, shots_file: str | None) -> tuple[list[BaseMessage], str,

@@ -49,7 +49,7 @@ class MAD(Method):
         """The other agents' previous answers, then the problem and the request again."""
         task, problem = self.task, self.problem
         answers = "\n\n".join(f"One agent's answer: ```{a}```" for a in others)
-        return HumanMessage(read_prompt(task, problem, "debate.md").format(answers=answers) + "\n"
+        return HumanMessage(read_prompt(task, problem, "debate.md", answers=answers) + "\n"
                             + problem_text(task, task.start(problem), task.goal(problem)) + "\n" + request)
 
     def solve(self) -> Attempt:

@@ -56,6 +56,7 @@ from map_agent.baselines.base import (
     read_text,
     system_message,
 )
+from map_agent.files import load_file
 from map_agent.task import Problem, Task, get_task
 
 IMPOSSIBLE = 50  # the original's value of a path the model calls impossible
@@ -296,14 +297,12 @@ def context(shot: dict[str, Any]) -> str:
 
 
 def examples_raw(task: Task, problem: Problem, file: str) -> list[dict[str, Any]]:
-    """A ToT examples file as plain JSON (validated where it is rendered); none if the task has no such file."""
+    """A ToT examples file as a list of JSON objects (their fields validated where they are rendered); none if
+    the task has no such file."""
     path = prompt_file(task, problem, file)
     if not path.exists():
         return []
-    try:
-        return json.loads(read_text(path))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not JSON: {e}") from None
+    return load_file(path, list[dict[str, Any]], text=read_text(path))
 
 
 @cache

@@ -12,7 +12,7 @@ A solved/unsolved score says *that* MAP failed; these say *which module* did. Ea
 
 Counts are kept raw (a ``Tally`` per module) so they sum over calls, phases, records and runs; rates are derived
 from the sums only at the end. Calls of modules the run configured as oracles are skipped: they are the ground
-truth.
+truth, unless errors were injected into them (``map-agent sensitivity``).
 
 >>> from map_agent.tasks import hanoi
 >>> problem = hanoi.problem(7)
@@ -234,10 +234,11 @@ def diagnose_record(task: Task, problem: Problem, record: dict[str, Any]) -> dic
     """Per-module diagnostics of one record (all its phases), as stored in ``record["diagnostics"]``.
 
     Each module maps to ``{"counts": Tally, "metrics": rates}``; calls of modules the record's configuration ran
-    as oracles are skipped.
+    as oracles are skipped, unless errors were injected into them (``config.corrupt``): those are judged too.
     """
     configured = (record.get("config") or {}).get("modules") or {}
-    skip = [m for m, impl in configured.items() if impl == "oracle"]
+    corrupted = {c["module"] for c in (record.get("config") or {}).get("corrupt") or []}
+    skip = [m for m, impl in configured.items() if impl == "oracle" and m not in corrupted]
     phases = task.phases(problem)
     earlier = record.get("phases") or []
     tallies: dict[str, Tally] = {}

@@ -11,14 +11,57 @@ import json
 import threading
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from map_agent.files import FileError, validation_message
 
 
-class RecordError(ValueError):
+class RecordError(FileError):
     """A line that is JSON but not a record of this run (edited by hand, or from another run): it would skew the
     summary, so reading stops there, naming the file, the line and the field."""
+
+
+class _Counts(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    n_actions: int = 0
+    n_invalid: int = 0
+
+
+class RecordCheck(BaseModel):
+    """What ``summarise`` (and every reader of an evaluation's records: resume, report, view) relies on in a record,
+    checked strictly (``solved: "no"`` is not false); the problem id must be one of the run's
+    (``context={"problem_ids": ..., "runs": ...}``)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    problem_id: str
+    run: int = Field(ge=0)
+    solved: bool = False
+    goal_reached: bool = False
+    error: str | None = None
+    ended_by: Literal["model", "environment", "infrastructure"] | None = None
+    execution: _Counts | None = None
+    usage: dict[str, Any] | None = None
+    wall_seconds: float = 0.0
+
+    @field_validator("problem_id")
+    @classmethod
+    def _known_problem(cls, value: str, info: ValidationInfo) -> str:
+        ids = (info.context or {}).get("problem_ids")
+        if ids is not None and value not in ids:
+            raise ValueError("not a problem of this run")
+        return value
+
+    @field_validator("run")
+    @classmethod
+    def _known_run(cls, value: int, info: ValidationInfo) -> int:
+        runs = (info.context or {}).get("runs")
+        if runs is not None and value >= runs:
+            raise ValueError(f"this run has runs 0..{runs - 1}")
+        return value
 
 
 def read_records(path: Path, schema: type[BaseModel] | None = None,
@@ -43,20 +86,10 @@ def read_records(path: Path, schema: type[BaseModel] | None = None,
             try:
                 schema.model_validate(record, context=context)
             except ValidationError as e:
-                raise RecordError(f"{path}:{number}: {validation_message(e)}") from None
+                raise RecordError(f"{path}:{number}: {validation_message(e, 'record')}") from None
         if isinstance(record, dict):
             records.append(record)
     return records
-
-
-def validation_message(error: ValidationError) -> str:
-    """A pydantic error as one line: the field, the problem and the offending value (first error, and a count)."""
-    errors = error.errors()
-    first = errors[0]
-    where = ".".join(map(str, first["loc"])) or "value"
-    value = repr(first.get("input"))
-    text = f"{where}: {first['msg']} (got {value if len(value) <= 60 else value[:60] + '...'})"
-    return text + (f" and {len(errors) - 1} more error(s)" if len(errors) > 1 else "")
 
 
 def append_record(path: Path, record: dict[str, Any], lock: threading.Lock | None = None) -> None:

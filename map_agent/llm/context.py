@@ -29,6 +29,8 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel
 
+from map_agent.llm.http import tls_context
+
 #: the refusal of OpenAI, vLLM and llama-cpp-python alike when a request does not fit the window
 CONTEXT_REFUSAL = re.compile(r"maximum context length is (\d+) tokens")
 #: tokens of the over-long probe: more than any window llama-cpp-python serves (its tokenizer reads it in ~0.5 s)
@@ -186,7 +188,7 @@ def inspect_server(base_url: str, model: str, api_key: str | None, *, want_windo
 
     def get(url: str) -> Any:
         try:
-            reply = httpx.get(url, headers=headers, timeout=timeout)
+            reply = httpx.get(url, headers=headers, timeout=timeout, verify=tls_context())
             return reply.json() if reply.status_code == 200 else None
         except (httpx.HTTPError, ValueError):
             return None

@@ -13,15 +13,75 @@ has a socket of its own to shut down (one TCP connect per request: nothing next 
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import socket
+import ssl
 import threading
 import time
+from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 import httpx
 
 #: the largest reply body read from an endpoint (a chat completion is kilobytes)
 MAX_REPLY_BYTES = 32 * 1024 * 1024
+
+
+@cache
+def tls_context() -> ssl.SSLContext:
+    """httpx's default TLS settings, built once: building them reads the CA bundle, some 20 ms of CPU that every
+    new client and every ``httpx.get`` would otherwise spend again (three per ``MAPAgent`` on a server)."""
+    return httpx.create_ssl_context()
+
+
+class _Deadlines:
+    """Every request's watchdog on one daemon thread. A ``threading.Timer`` per request started and stopped a thread
+    per model call, and each start hands the GIL from thread to thread: under many parallel calls, that is latency
+    on every call. Deadlines are kept in a heap; one that finished in time is dropped when it comes up."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, list[bool], Callable[[], None]]] = []
+        self._order = itertools.count()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def add(self, seconds: float, expire: Callable[[], None]) -> Callable[[], None]:
+        """Call ``expire`` (quick: it runs on the watchdog thread) in ``seconds``, unless the returned function is
+        called first."""
+        cancelled = [False]
+        with self._wake:
+            entry = (time.monotonic() + seconds, next(self._order), cancelled, expire)
+            heapq.heappush(self._heap, entry)
+            if self._thread is None or not self._thread.is_alive():  # first use, or a forked child
+                self._thread = threading.Thread(target=self._run, name="map-agent-deadlines", daemon=True)
+                self._thread.start()
+            if self._heap[0] is entry:  # the thread sleeps until the earliest deadline: this one is earlier
+                self._wake.notify()
+
+        def cancel() -> None:
+            cancelled[0] = True
+
+        return cancel
+
+    def _run(self) -> None:
+        with self._wake:
+            while True:
+                if not self._heap:
+                    self._wake.wait()
+                    continue
+                due, _, cancelled, expire = self._heap[0]
+                if cancelled[0]:
+                    heapq.heappop(self._heap)
+                elif due > time.monotonic():
+                    self._wake.wait(due - time.monotonic())
+                else:
+                    heapq.heappop(self._heap)
+                    expire()
+
+
+_DEADLINES = _Deadlines()
 
 
 class ReplyTooLarge(httpx.TransportError):
@@ -33,7 +93,7 @@ class BoundedTransport(httpx.HTTPTransport):
     and whose reply bodies are at most ``max_bytes`` (raising ``ReplyTooLarge``)."""
 
     def __init__(self, deadline: float, max_bytes: int = MAX_REPLY_BYTES, **kwargs: Any) -> None:
-        super().__init__(limits=httpx.Limits(max_keepalive_connections=0), **kwargs)
+        super().__init__(limits=httpx.Limits(max_keepalive_connections=0), **{"verify": tls_context(), **kwargs})
         self.deadline, self.max_bytes = deadline, max_bytes
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -57,10 +117,8 @@ class BoundedTransport(httpx.HTTPTransport):
                 _shut(sock)
 
         request.extensions["trace"] = trace
-        watchdog = threading.Timer(self.deadline, expire)
-        watchdog.daemon = True
         started = time.monotonic()
-        watchdog.start()
+        cancel = _DEADLINES.add(self.deadline, expire)
         try:
             response = super().handle_request(request)
             try:
@@ -76,7 +134,7 @@ class BoundedTransport(httpx.HTTPTransport):
                 raise httpx.ReadTimeout(f"no complete reply within {self.deadline:g} s", request=request) from e
             raise
         finally:
-            watchdog.cancel()
+            cancel()
         if expired.is_set():
             raise httpx.ReadTimeout(f"no complete reply within {self.deadline:g} s", request=request)
         return httpx.Response(response.status_code, headers=response.headers, content=bytes(body),

@@ -15,7 +15,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from pydantic import BaseModel
 
-from map_agent.config import Resolved
+from map_agent.config import GRAMMARS, Resolved
 from map_agent.llm.backends import OpenAICompatibleChat, SetupError, check_endpoint
 from map_agent.llm.schema import grammar_friendly, minimal_reply_tokens
 from map_agent.modules import LLMModule, build_modules
@@ -29,10 +29,19 @@ def prepare_model(llm: BaseChatModel, task: Task, problem: Problem, resolved: Re
     raise ``SetupError`` in one line naming the first that does not. A model whose window is unknown (or that
     reports none, like a test double) is not measured."""
     check_endpoint(llm)
-    _check_fit(llm, ((f"{task.name} {name}", module.messages(representative_input(name, task, problem, resolved)),
-                      grammar_friendly(module.output_model.model_json_schema()))
-                     for name, module in build_modules(task, problem, resolved, llm).items()
-                     if isinstance(module, LLMModule)))
+    modules = {name: module for name, module in build_modules(task, problem, resolved, llm).items()
+               if isinstance(module, LLMModule)}
+    restricted = [f"{GRAMMARS[name]} {m.grammar}" for name, m in modules.items() if m.grammar != "static"]
+    if restricted and not getattr(llm, "json_schema_decoding", False):  # the grammar would silently do nothing
+        raise SetupError(f"{', '.join(restricted)}: a reply grammar needs a model that decodes with a JSON schema "
+                         "(the local backend, or a server that takes one: --json-schema not off)")
+
+    def prompts() -> Iterable[tuple[str, list[BaseMessage], dict]]:
+        for name, module in modules.items():
+            inp = representative_input(name, task, problem, resolved)
+            yield f"{task.name} {name}", module.messages(inp), grammar_friendly(module.reply_schema(inp))
+
+    _check_fit(llm, prompts())
 
 
 def prepare_baseline(llm: BaseChatModel, task: Task, problem: Problem, method: str, max_actions: int | None = None

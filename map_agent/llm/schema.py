@@ -71,8 +71,10 @@ def smallest_instance(schema: dict[str, Any], defs: dict[str, Any] | None = None
     if kind == "object":
         props = schema.get("properties", {})
         return {name: smallest_instance(props.get(name, {}), defs) for name in schema.get("required", [])}
-    if kind == "array":
-        return [smallest_instance(schema.get("items", {}), defs) for _ in range(schema.get("minItems", 0))]
+    if kind == "array":  # the fixed leading items (``prefixItems``) first, then ``items`` up to minItems
+        need = schema.get("minItems", 0)
+        prefix = [smallest_instance(s, defs) for s in schema.get("prefixItems", [])][:need]
+        return prefix + [smallest_instance(schema.get("items") or {}, defs) for _ in range(need - len(prefix))]
     if kind in ("integer", "number"):
         low, high = schema.get("minimum", 0), schema.get("maximum", 0)
         return low if low > 0 else high if high < 0 else 0

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from langchain_core.language_models import BaseChatModel
 
-from map_agent.config import Resolved
+from map_agent.config import GRAMMARS, Resolved
 from map_agent.modules.actor import Actor, OracleActor
 from map_agent.modules.base import REPLY_BUDGETS, CallRecord, LLMModule, Module, ModuleResult
+from map_agent.modules.corrupted import Corrupted
 from map_agent.modules.evaluator import Evaluator, OracleEvaluator
 from map_agent.modules.monitor import Monitor, OracleMonitor
 from map_agent.modules.oracle import OracleChatModel, OracleModule
@@ -54,6 +55,8 @@ def build_modules(task: Task, problem: Problem, config: Resolved,
                 options["transfer_form"] = config.transfer_examples
             if name == "Monitor":
                 options["read_last_line"] = config.parse_reask == "actor"
+            if name in GRAMMARS:  # the reply grammar: the module's static schema, or the task's state-dependent one
+                options["grammar"] = getattr(config, GRAMMARS[name])
             # the original re-asks only the Actor; the other modules' unparseable replies take its fallbacks
             retries = config.parse_retries if name == "Actor" or config.parse_reask == "all" else 0
             if config.reply_budget == "original":  # the original script's max_tokens for this module
@@ -61,6 +64,8 @@ def build_modules(task: Task, problem: Problem, config: Resolved,
             modules[name] = LLM_MODULES[name](task, problem, llm, parse_retries=retries,
                                               top_p=config.top_p, seed=config.seed, examples=config.examples,
                                               reasoning=config.reasoning, hints=config.prompt_hints, **options)
+    for spec in config.corrupt:  # errors injected at known rates (``map-agent sensitivity``); seed = run index
+        modules[spec.module] = Corrupted(modules[spec.module], spec, run=config.seed)
     return modules
 
 

@@ -20,6 +20,7 @@ class Actor(LLMModule):
     stem = "actor"
     request = "Propose {n_actions} different action(s)."
     default_transfer_form = "plans"  # the original's Actor: the transfer examples as bare action lists
+    grammar_type = "Action"  # MAPConfig.actor_grammar restricts the actions it can write
 
     def fields(self, inp: ActorInput) -> list[tuple[str, str]]:
         fields = []

@@ -26,6 +26,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from pydantic import BaseModel, Field, ValidationError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from map_agent.files import FileError, load_file, read_text
 from map_agent.llm.cache import CACHE_HIT, forget
 from map_agent.modules.schemas import INPUTS, outputs_for
 from map_agent.task import Problem, Task, transfer_form
@@ -228,7 +229,23 @@ def parse_reply(text: str, model: type[BaseModel]) -> BaseModel:
 
 @cache
 def _read(path: Path) -> str:
-    return path.read_text(encoding="utf-8")
+    return read_text(path)
+
+
+@cache
+def _output_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """``model``'s JSON schema, built once: pydantic builds it anew on every call, a fifth of a millisecond of CPU
+    on every request that carries its schema. Shared by every caller: read, never changed."""
+    return model.model_json_schema()
+
+
+class PromptExample(BaseModel):
+    """One entry of ``<stem>.examples.json``: the module's input and its answer as JSON objects (typed with the
+    task's models when rendered), and, for an example from another instance, the context shown before it."""
+
+    input: dict[str, Any]
+    output: dict[str, Any]
+    context: str = ""
 
 
 class LLMModule(Module):
@@ -240,13 +257,20 @@ class LLMModule(Module):
     #: (``map_agent.task.TRANSFER_FORMS``): the worked moves, nearest to the original's own single-step examples
     #: of Monitor, Predictor and Orchestrator; the Actor's are the original's bare action lists
     default_transfer_form: ClassVar[str] = "worked"
+    #: the task type ("Action", "State") whose schema a state-dependent grammar replaces in this module's reply
+    #: (``Task.reply_schema``); None: the module has no such grammar
+    grammar_type: ClassVar[str | None] = None
 
     def __init__(self, task: Task, problem: Problem, llm: BaseChatModel, *, parse_retries: int = 9,
                  temperature: float = 0.0, top_p: float | None = 0.0, seed: int = 0, examples: bool = True,
                  reasoning: bool = True, variant: str | None = None, network_attempts: int = 4,
-                 hints: bool = False, max_tokens: int | None = None, transfer_form: str | None = None) -> None:
+                 hints: bool = False, max_tokens: int | None = None, transfer_form: str | None = None,
+                 grammar: str = "static") -> None:
         # a model sees the public problem only: no prompt can be rendered from ground truth
         super().__init__(task, problem.public(), reasoning=reasoning)
+        if grammar != "static" and self.grammar_type is None:
+            raise ValueError(f"the {self.name} has no state-dependent grammar ({grammar!r})")
+        self.grammar = grammar
         self.hints = hints
         self.examples_form = transfer_form or self.default_transfer_form  # None: the module's own (above)
         self.max_tokens = max_tokens  # None: the chat model's own budget
@@ -304,21 +328,15 @@ class LLMModule(Module):
         messages: list[BaseMessage] = [SystemMessage(system)]
         example_file = self.prompt_file(".examples.json")
         if examples and example_file.exists():
-            try:
-                shots = json.loads(_read(example_file))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{example_file}: not JSON: {e}") from None
-            for i, shot in enumerate(shots):
+            for i, shot in enumerate(load_file(example_file, list[PromptExample], text=_read(example_file))):
                 try:
-                    inp = make_input(self.name, self.task, shot["input"])
-                    out = self.output_model.model_validate(shot["output"])
-                except KeyError as e:
-                    raise ValueError(f"{example_file}: example {i}: missing field {e}") from None
+                    inp = make_input(self.name, self.task, shot.input)
+                    out = self.output_model.model_validate(shot.output)
                 except ValidationError as e:
-                    raise ValueError(f"{example_file}: example {i}: {_short(e)}") from None
+                    raise FileError(f"{example_file}: example {i}: {_short(e)}") from None
                 # an example from another instance than the one described above carries its own "context"
                 # (e.g. its maze), shown before its input
-                context = f"{shot['context'].strip()}\n\n" if shot.get("context") else ""
+                context = f"{shot.context.strip()}\n\n" if shot.context else ""
                 messages += [HumanMessage(context + self.render(inp)), AIMessage(out.model_dump_json())]
         return messages
 
@@ -335,9 +353,21 @@ class LLMModule(Module):
         if self.top_p is not None:
             kwargs["top_p"] = self.top_p
         if getattr(self.llm, "json_schema_decoding", False):
-            kwargs["response_format"] = self.llm.response_format_for(  # type: ignore[attr-defined]
-                self.output_model.model_json_schema())
+            kwargs["response_format"] = self.llm.response_format_for(self.reply_schema(inp))  # type: ignore
         return kwargs
+
+    def reply_schema(self, inp: BaseModel) -> dict[str, Any]:
+        """The JSON schema one request's reply must follow: the output model's, or -- with a grammar -- the same
+        with the task's value type restricted to what the grammar admits in the input's state. Only the request's
+        grammar changes; the prompt keeps the static schema, so its prefix stays cached."""
+        schema = _output_schema(self.output_model)
+        if self.grammar == "static":
+            return schema
+        restricted = self.task.reply_schema(self.name, self.grammar, inp.state, self.problem)  # type: ignore
+        if restricted is None:
+            return schema
+        name = getattr(self.task, self.grammar_type).__name__  # type: ignore[arg-type]
+        return {**schema, "$defs": {**schema["$defs"], name: restricted}}
 
     def parse(self, text: str, inp: BaseModel) -> BaseModel:
         """The reply's output object; raises ``ReplyError``."""

@@ -11,6 +11,7 @@ class Predictor(LLMModule):
     name = "Predictor"
     stem = "predictor"
     request = "What is the state after the action?"
+    grammar_type = "State"  # MAPConfig.predictor_grammar restricts the states it can write
 
     def fields(self, inp: PredictorInput) -> list[tuple[str, str]]:
         return [("Current state", self.task.render_state(inp.state)),

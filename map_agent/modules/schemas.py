@@ -133,6 +133,11 @@ class OrchestratorReasoned(BaseModel):
     achieved: bool
 
 
+#: the field of each module's reply that holds its answer (the rest is reasoning or a note): what fine-tuning
+#: stresses in its loss and compares when it checks that a model fits its training set
+ANSWER_FIELDS: dict[str, str] = {"TaskDecomposer": "subgoals", "Actor": "actions", "Monitor": "valid",
+                                 "Predictor": "next_state", "Evaluator": "steps_to_goal", "Orchestrator": "achieved"}
+
 INPUTS: dict[str, type[BaseModel]] = {
     "TaskDecomposer": TaskDecomposerInput,
     "Actor": ActorInput,

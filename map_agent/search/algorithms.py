@@ -52,7 +52,8 @@ def propose_action(ctx: Ctx, state: BaseModel, goal: BaseModel,
 
     The original's fallbacks: when every round was rejected, the last proposal is executed as it is
     (``on_all_rejected="execute_last"``; "stop" returns none); a single valid action fills every branch
-    (``single_valid="duplicate"``).
+    (``single_valid="duplicate"``). With ``speculative_predict`` the Predictor is asked for each action's next
+    state while its verdict is awaited: a rejected action's prediction is then never read.
     """
     task, cfg = ctx.task, ctx.config
     monitored = ctx.on("Monitor") and not (task.unmonitored_final and canonical(goal) == canonical(
@@ -80,6 +81,8 @@ def propose_action(ctx: Ctx, state: BaseModel, goal: BaseModel,
             verdict = ctx.get("Monitor", key(state, action), MonitorInput(state=state, action=action))
             if verdict is None:
                 pending = True
+                if cfg.speculative_predict:  # the next state, asked beside the verdict instead of after it
+                    predict(ctx, state, action)
             elif verdict.get("valid") or (failed(verdict) and cfg.parse_reask == "actor"):
                 # the original counts every Monitor reply as valid unless it says "invalid": a failed call too
                 valid.append(action)
@@ -167,7 +170,7 @@ def evaluate(ctx: Ctx, state: BaseModel, goal: BaseModel) -> float | None:
 
 
 def search(ctx: Ctx, state: BaseModel, goal: BaseModel, depth: int = 1,
-           history: tuple[str, ...] = ()) -> Choice | None:
+           history: tuple[str, ...] = (), visited: frozenset[str] = frozenset()) -> Choice | None:
     """Algorithm 2: expand B branches to L layers; leaves are valued by the Evaluator as
     ``depth + estimated steps``, values back up by minimum, and the first action of the best branch wins.
     Without search (B = 1) the single valid proposal is taken as is (or the one the Orchestrator says reaches the
@@ -178,7 +181,8 @@ def search(ctx: Ctx, state: BaseModel, goal: BaseModel, depth: int = 1,
     between the children (no deeper layer); deeper states get no Orchestrator call and the Evaluator values them
     all. Equally valued leaves are broken at random among the tied leaves with the run's seeded RNG
     (``tie_break="random"``) or by order ("first"). ``early_termination`` (this project's) instead takes a child
-    or grandchild the Orchestrator declares at the goal at once, without the Evaluator."""
+    or grandchild the Orchestrator declares at the goal at once, without the Evaluator. ``visited`` (canonical
+    states the plan has been in) matters only with ``revisit`` off: see ``_best``."""
     cfg = ctx.config
     actions = propose_action(ctx, state, goal, history)
     if actions is None:
@@ -225,12 +229,18 @@ def search(ctx: Ctx, state: BaseModel, goal: BaseModel, depth: int = 1,
     branches = [Branch(action=a.model_dump(mode="json"), predicted=s.model_dump(mode="json"), value=v[0],
                        reached_goal=d, tied_leaves=v[1])
                 for (a, s), v, d in zip(children, values, done, strict=True)]  # type: ignore[index]
-    return Choice(chosen=_best(ctx, state, goal, branches), branches=branches)
+    return Choice(chosen=_best(ctx, state, goal, branches, visited), branches=branches)
 
 
-def _best(ctx: Ctx, state: BaseModel, goal: BaseModel, branches: list[Branch]) -> Branch | None:
+def _best(ctx: Ctx, state: BaseModel, goal: BaseModel, branches: list[Branch],
+          visited: frozenset[str] = frozenset()) -> Branch | None:
     """The lowest-valued branch; a tie is drawn among the tied leaves below the tied branches (the original's
-    ``np.random.choice`` over the tied grandchildren), and the winner reports how many leaves tie at its value."""
+    ``np.random.choice`` over the tied grandchildren), and the winner reports how many leaves tie at its value.
+    With ``revisit`` off, branches predicted to lead back into ``visited`` are passed over while another is left:
+    a plan that returns to a state has spent actions for nothing, however well the Evaluator rates it."""
+    if not ctx.config.revisit:
+        branches = [b for b in branches if canonical(ctx.task.State.model_validate(b.predicted)) not in visited] \
+            or branches
     if not branches:
         return None
     low = min(b.value for b in branches)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import BaseModel
@@ -48,21 +48,32 @@ class Job(BaseModel):
 
 @dataclass
 class Ctx:
-    """A read-only view of the tables plus the jobs discovered during one pass."""
+    """A read-only view of the tables plus the jobs discovered during one pass, and the results it read."""
 
     task: Task
     problem: Problem
     config: Resolved
     tables: dict[str, dict[str, Any]]
     jobs: dict[str, Job] = field(default_factory=dict)
+    #: "module:key" of every stored result the pass read: a replay of a finished plan reads exactly the results it
+    #: needed, so the rest were asked ahead for nothing (``plan.unused_calls``)
+    read: set[str] = field(default_factory=set)
 
     def get(self, module: str, k: str, inp: BaseModel) -> Any | None:
         """The stored result of ``module`` for key ``k``, or ``None`` after queuing the job that computes it."""
         table = self.tables.get(TABLE_OF[module], {})
         if k in table:
+            self.read.add(f"{module}:{k}")
             return table[k]
         self.jobs.setdefault(f"{module}:{k}", Job(module=module, key=k, input=inp.model_dump(mode="json")))
         return None
+
+    def assuming(self, module: str, k: str, result: dict[str, Any]) -> Ctx:
+        """A view in which ``module`` has answered ``result`` for key ``k`` (the tables are not changed): a pass
+        over it finds the calls that would follow that answer, so they can be asked before it comes."""
+        table = TABLE_OF[module]
+        return replace(self, tables={**self.tables, table: {**self.tables.get(table, {}), k: result}}, jobs={},
+                       read=set())
 
     def on(self, module: str) -> bool:
         return self.config.modules[module] != "off"

@@ -66,7 +66,7 @@ def equivalence(reference: Strips, candidate: Strips, *, is_placeholder: bool = 
     ``max_states`` bounds the reachable-state enumeration used only for domains without fullySpecify rules
     (or ill-formed initial states); beyond it a RuntimeError is raised rather than a guess returned, as is
     :class:`~map_agent.tools.scene_graph.ProblemTooLarge` (a RuntimeError) for graphs past the isomorphism
-    search's documented size (about 1000-block towers, 1600 blocks in all).
+    search's documented size (about 1600 Blocks World blocks) or symmetric enough to exhaust its work budget.
     """
     goal_a, goal_b = _goal_of(reference, "reference"), _goal_of(candidate, "candidate")
     if len(reference.objects) != len(candidate.objects):

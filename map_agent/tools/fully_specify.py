@@ -32,7 +32,7 @@ Where the paper's Appendix C list and Definition 2 disagree (the definition wins
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterable
 
 from map_agent.tools.strips import Atom, Strips
@@ -110,15 +110,18 @@ def blocks_slots(blocks: Iterable[str], atoms: Iterable[Atom]):
     held = [b for b, v in below.items() if v == _HELD]
     if len(held) > 1 or (held and arm_empty):
         return None
-    # on-chains must be acyclic: follow "below" pointers from every block.
+    # on-chains must be acyclic: follow "below" pointers, stopping at blocks already known to end on the
+    # table, in the hand or unspecified (walking the whole chain from every block would cost n^2 on a tower)
+    settled: set[str] = set()
     for start in below:
-        seen = {start}
-        node = below[start]
-        while node in below and node not in (_TABLE, _HELD):
-            if node in seen:
+        path: set[str] = set()
+        node = start
+        while node in below and node not in settled:
+            if node in path:
                 return None
-            seen.add(node)
+            path.add(node)
             node = below[node]
+        settled |= path
     return below, above, arm_empty, held
 
 
@@ -136,10 +139,17 @@ def check_blocksworld_state(blocks: Iterable[str], state: Iterable[Atom]) -> Non
         raise IllFormedState("Blocks World state has neither (arm-empty) nor a held block")
 
 
-def _chain_bottom(below: dict[str, str], block: str) -> str:
-    while below.get(block) not in (None, _TABLE, _HELD):
-        block = below[block]
-    return block
+def _chain_bottoms(blocks: Iterable[str], below: dict[str, str]) -> dict[str, str]:
+    """The lowest block of each block's (acyclic) on-chain, each chain walked once rather than from every block."""
+    bottom: dict[str, str] = {}
+    for block in blocks:
+        path = []
+        while block not in bottom and below.get(block) not in (None, _TABLE, _HELD):
+            path.append(block)
+            block = below[block]
+        base = bottom.setdefault(block, block)
+        bottom.update(dict.fromkeys(path, base))
+    return bottom
 
 
 def blocksworld_fully_specify(blocks: Iterable[str], goal: Iterable[Atom]) -> frozenset[Atom] | None:
@@ -152,17 +162,19 @@ def blocksworld_fully_specify(blocks: Iterable[str], goal: Iterable[Atom]) -> fr
     below, above, arm_empty, held = slots
     # A block's "tower" is identified by the bottom of its on-chain; joining two towers is only possible
     # when they differ (otherwise it would make a cycle).
-    tower = {b: _chain_bottom(below, b) for b in blocks}
+    tower = _chain_bottoms(blocks, below)
     free_top = [b for b in blocks if b not in above]
     free_bottom = [b for b in blocks if b not in below]
     hand_free = not held and not arm_empty
     can_be_held = {b for b in blocks if hand_free and b not in below and b not in above}
     forced = set(goal)
+    # "every free top other than x is in x's tower", by counts per tower instead of comparing all pairs
+    tops_in, bottoms_in = Counter(tower[y] for y in free_top), Counter(tower[x] for x in free_bottom)
     for x in free_bottom:  # table is always possible: forced iff no other realisable value
-        if x not in can_be_held and all(tower[y] == tower[x] for y in free_top if y != x):
+        if x not in can_be_held and tops_in[tower[x]] == len(free_top):
             forced.add(("on-table", x))
     for y in free_top:  # clear is always possible
-        if y not in can_be_held and all(tower[x] == tower[y] for x in free_bottom if x != y):
+        if y not in can_be_held and bottoms_in[tower[y]] == len(free_bottom):
             forced.add(("clear", y))
     if hand_free and not can_be_held:
         forced.add(("arm-empty",))

@@ -23,15 +23,16 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import networkx as nx
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from scipy import sparse
-from scipy.sparse import csgraph
 
 from map_agent.task import InvalidProblem
 from map_agent.tools.mdp import MDP, value_iteration
+
+if TYPE_CHECKING:  # networkx and scipy (half a second together) are imported by what searches or solves a maze,
+    import networkx as nx  # not when `map-agent tasks` lists the maze task
 
 Position = tuple[int, int]
 Offset = tuple[int, int]
@@ -126,6 +127,8 @@ def move_error(maze: Maze, pos: Position, action: Offset, actions: Sequence[Offs
 
 def maze_graph(maze: Maze, actions: Sequence[Offset]) -> nx.DiGraph:
     """The free cells with an edge for every legal move (directed: a jump need not be reversible)."""
+    import networkx as nx
+
     g = nx.DiGraph()
     free = [(r, c) for r in range(maze.height) for c in range(maze.width) if (r, c) not in maze.walls]
     g.add_nodes_from(free)
@@ -139,6 +142,8 @@ def maze_graph(maze: Maze, actions: Sequence[Offset]) -> nx.DiGraph:
 
 def shortest_length(maze: Maze, actions: Sequence[Offset]) -> float:
     """Fewest moves from agent to goal by breadth-first search (``inf`` when the goal is unreachable)."""
+    import networkx as nx
+
     try:
         return float(nx.shortest_path_length(maze_graph(maze, actions), maze.agent, maze.goal))
     except nx.NetworkXNoPath:
@@ -256,6 +261,9 @@ def _move_targets(maze: Maze, actions: Sequence[Offset]) -> tuple[np.ndarray, li
 
 def reachable(maze: Maze, actions: Sequence[Offset]) -> bool:
     """Whether the goal can be reached from the agent (sparse breadth-first search; fast on huge grids)."""
+    from scipy import sparse
+    from scipy.sparse import csgraph
+
     index, targets = _move_targets(maze, actions)
     n = int(index.max()) + 1
     src = np.concatenate([np.flatnonzero(t >= 0) for t in targets])
@@ -274,6 +282,8 @@ def maze_mdp(maze: Maze, actions: Sequence[Offset], reward: float = 1.0, gamma: 
     ``slip`` is the probability that a legal move fails and the agent stays put (0 gives the deterministic
     maze).
     """
+    from scipy import sparse
+
     if not 0.0 <= slip < 1.0:
         raise ValueError(f"slip={slip} must lie in [0, 1)")
     index, targets = _move_targets(maze, actions)

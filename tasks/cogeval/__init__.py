@@ -49,7 +49,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import networkx as nx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from map_agent.task import Execution, InvalidProblem, Problem, Task, Verdict
@@ -653,7 +652,9 @@ def template_problems(graph_name: str, condition: str) -> list[Problem]:
         ]
     k = int(condition.removeprefix("steppath"))
     plain = graph.with_rewards({})
-    lengths = dict(nx.all_pairs_shortest_path_length(plain.nx()))
+    from networkx import all_pairs_shortest_path_length  # networkx: imported when problems are built
+
+    lengths = dict(all_pairs_shortest_path_length(plain.nx()))
     return [
         _make(f"{split}-{s}-{t}", plain, s, t, _info(plain, "steppath", split, template=graph_name), named=True)
         for s in plain.rooms

@@ -8,9 +8,12 @@ room 10, ..."), which list each door once, under the room that comes first in th
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import networkx as nx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+if TYPE_CHECKING:  # networkx is imported where the ground truth is computed: `map-agent tasks` only lists splits
+    import networkx as nx
 
 
 class RoomGraph(BaseModel):
@@ -83,6 +86,8 @@ class RoomGraph(BaseModel):
 
     def shortest_paths(self, start: int, target: int, avoid: frozenset[int] = frozenset()) -> list[list[int]]:
         """Every shortest path from ``start`` to ``target`` whose rooms after the start avoid ``avoid``."""
+        import networkx as nx
+
         g = self.nx().subgraph([r for r in self.rooms if r not in avoid or r in (start, target)])
         try:
             return sorted(nx.all_shortest_paths(g, start, target))
@@ -119,6 +124,8 @@ def _num(v: float) -> str:
 
 @lru_cache(maxsize=256)
 def _nx(edges: tuple[tuple[int, int], ...], rooms: tuple[int, ...]) -> nx.Graph:
+    import networkx as nx
+
     g = nx.Graph()
     g.add_nodes_from(rooms)
     g.add_edges_from(edges)

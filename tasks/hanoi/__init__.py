@@ -3,10 +3,12 @@
 Three lists A, B, C of digits; 0 is the largest disk and the rightmost digit is the top of a list. A digit may be
 moved only from the right end of a list, and only onto a list whose digits are all smaller than it. The goal is
 ``C = [0, 1, 2]`` (3 disks) or ``C = [0, 1, 2, 3]`` (4 disks). Problem ids are the original code's numbering
-(``toh/gen_start_config.py``: 1-26 three disks, 27-106 four disks). The paper tests 24 three-disk problems (ids 3
-and 22 are its in-context examples) with N = 10, five runs each, and the 80 four-disk problems with N = 20, one
-run. Its four-disk in-context ablation (``toh/gpt4_map_toh_4diskicl.py``) shows four-disk examples (problems 29
-and 77) to every module and tests the other 78: split ``test4_icl4``, prompts in ``prompts/hanoi/icl4/``.
+(``toh/gen_start_config.py``: 1-26 three disks, 27-106 four disks); splits ``world2``, ``world5`` and ``world6``
+add one generated problem of those sizes, so fine-tuning data can cover other worlds and hold four disks out. The
+paper tests 24 three-disk problems (ids 3 and 22 are its in-context examples) with N = 10, five runs each, and the
+80 four-disk problems with N = 20, one run. Its four-disk in-context ablation (``toh/gpt4_map_toh_4diskicl.py``)
+shows four-disk examples (problems 29 and 77) to every module and tests the other 78: split ``test4_icl4``,
+prompts in ``prompts/hanoi/icl4/``.
 
 The optimal plan is ground truth (``Problem.hidden``); no prompt states a move limit or an optimal length, as the
 original's prompts do not.
@@ -19,6 +21,7 @@ original's prompts do not.
 
 from __future__ import annotations
 
+import itertools
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -37,6 +40,11 @@ ICL_IDS = ("3", "22")
 #: the four-disk in-context ablation's examples (the original skips the problems whose start they share)
 ICL4_IDS = ("29", "77")
 ICL4_PROMPTS = "icl4"
+#: worlds of other sizes than the paper's three and four disks, one problem each (every disk from A to C), for
+#: fine-tuning data that covers whole worlds (``map-agent distill --states all``) and holds four disks out
+WORLD_SIZES = (2, 5, 6)
+#: the disk numbers a state can hold (``Disk``): one slot each in ``critic_features``, whatever the size
+DISK_SLOTS = 10
 
 
 class HanoiState(BaseModel):
@@ -77,6 +85,7 @@ class HanoiTask(Task[HanoiState, HanoiMove, HanoiState]):
     Goal = HanoiState
     #: the original's runs: ``range(1, 6)`` over the three-disk problems, one run of the four-disk sets
     paper_runs = {"test3": 5, "test4": 1, "test4_icl4": 1}
+    grammars = {"Actor": ("legal_source",), "Predictor": ("configurations",)}
 
     # -- data --------------------------------------------------------------------------------------------
     def splits(self) -> dict[str, str]:
@@ -88,6 +97,8 @@ class HanoiTask(Task[HanoiState, HanoiMove, HanoiState]):
             "test4_icl4": "the 78 four-disk problems other than 29 and 77, with the four-disk in-context examples "
                           "(29 and 77) in every module's prompt, N=20",
             "icl4": "the two four-disk in-context examples (ids 29 and 77)",
+            **{f"world{n}": f"the {n}-disk world as one problem, every disk from A to C (fine-tuning data, with "
+                            f"`distill --states all` every state of it)" for n in WORLD_SIZES},
         }
 
     def problems(self, split: str) -> list[Problem]:
@@ -103,7 +114,12 @@ class HanoiTask(Task[HanoiState, HanoiMove, HanoiState]):
         if split in ("test4_icl4", "icl4"):
             chosen = [p for p in four if (p.id in ICL4_IDS) == (split == "icl4")]
             return [p.model_copy(update={"info": {**p.info, "prompt_set": ICL4_PROMPTS}}) for p in chosen]
+        if split in {f"world{n}" for n in WORLD_SIZES}:
+            return [_world(int(split.removeprefix("world")))]
         raise KeyError(f"hanoi: unknown split {split!r}; known: {', '.join(self.splits())}")
+
+    def size(self, problem: Problem) -> int:
+        return len(self.start(problem).disks())
 
     # -- the paper's protocol --------------------------------------------------------------------------------
     def evaluator_fallback(self, problem: Problem) -> tuple[int, int]:
@@ -200,6 +216,43 @@ class HanoiTask(Task[HanoiState, HanoiMove, HanoiState]):
     def satisfies(self, state: HanoiState, goal: HanoiState, problem: Problem) -> bool:
         return state == goal
 
+    def reply_schema(self, module: str, grammar: str, state: HanoiState, problem: Problem) -> dict[str, Any] | None:
+        """The Actor's moves that take the top number of a non-empty list (``legal_source``), or the Predictor's
+        well-formed states of the same numbers (``configurations``)."""
+        if (module, grammar) == ("Actor", "legal_source"):
+            return legal_source_schema(state)
+        if (module, grammar) == ("Predictor", "configurations"):
+            return configurations_schema(state)
+        return None
+
+    def critic_features(self, value: HanoiState | HanoiMove, goal: HanoiState) -> list[float]:  # type: ignore
+        """Per disk number, one slot of eight for each number a state can hold (zeros for an absent one): present,
+        the list it is on (one-hot), the list the goal puts it on (one-hot), and whether the two agree. A move's row
+        is the change it makes to its state's row (-1 at the source list, +1 at the target, the change in
+        agreement), so Q sees what the move does. Slots go by number, 0 the largest disk in every size, so the
+        two-, three- and five-disk worlds train every slot a four-disk state uses.
+
+        >>> HanoiTask().critic_features(HanoiState(A=[0], B=[], C=[1]), HanoiState(A=[], B=[], C=[0, 1]))[:16]
+        [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0]
+        """
+        target = {d: p for p in PEGS for d in goal.peg(p)}
+        row = [0.0] * (8 * DISK_SLOTS)
+        if isinstance(value, HanoiMove):
+            at = 8 * value.disk
+            row[at + 1 + PEGS.index(value.source)] -= 1.0
+            row[at + 1 + PEGS.index(value.target)] += 1.0
+            row[at + 7] = float(value.target == target.get(value.disk)) - float(value.source == target.get(value.disk))
+            return row
+        for peg in PEGS:
+            for disk in value.peg(peg):
+                at = 8 * disk
+                row[at] = 1.0
+                row[at + 1 + PEGS.index(peg)] = 1.0
+                if disk in target:
+                    row[at + 4 + PEGS.index(target[disk])] = 1.0
+                row[at + 7] = float(target.get(disk) == peg)
+        return row
+
     # -- how it reads in a prompt ------------------------------------------------------------------------------
     def describe(self, problem: Problem) -> str:
         return _description()
@@ -216,6 +269,43 @@ class HanoiTask(Task[HanoiState, HanoiMove, HanoiState]):
         root = super().prompt_dir()
         prompt_set = problem.info.get("prompt_set") if problem is not None else None
         return root / prompt_set if prompt_set else root
+
+
+def legal_source_schema(state: HanoiState) -> dict[str, Any]:
+    """The moves whose number is the top of a non-empty list, to another list: Rule 1 as a grammar. Which number
+    is on top can be read off the state alone; Rule 2 (the target's numbers) is left to the Monitor, which still
+    has something to judge.
+
+    >>> [m["properties"]["disk"] for m in legal_source_schema(HanoiState(A=[0, 2], B=[1], C=[]))["anyOf"]]
+    [{'const': 2}, {'const': 1}]
+    """
+    return {"anyOf": [
+        {"type": "object", "properties": {"disk": {"const": state.peg(source)[-1]}, "source": {"const": source},
+                                          "target": {"enum": [t for t in PEGS if t != source]}},
+         "required": ["disk", "source", "target"], "additionalProperties": False}
+        for source in PEGS if state.peg(source)]}
+
+
+def configurations_schema(state: HanoiState) -> dict[str, Any]:
+    """Every well-formed state of ``state``'s numbers: each number on exactly one list, every list increasing
+    (3^n states: 81 with four disks). Each list is spelled as ``prefixItems`` of constants rather than an enum of
+    whole values, which llama.cpp would turn into literal JSON text with fixed spacing; ``uniqueItems``, which
+    would say "each number once" directly, is silently dropped by llama.cpp's converter.
+
+    >>> len(configurations_schema(HanoiState(A=[0, 1], B=[], C=[2]))["anyOf"])
+    27
+    """
+    disks = state.disks()
+
+    def peg(numbers: list[int]) -> dict[str, Any]:
+        return {"type": "array", "prefixItems": [{"const": d} for d in numbers], "items": False,
+                "minItems": len(numbers), "maxItems": len(numbers)}
+
+    return {"anyOf": [
+        {"type": "object", "properties": {p: peg([d for d, at in zip(disks, where, strict=True) if at == p])
+                                          for p in PEGS},
+         "required": list(PEGS), "additionalProperties": False}
+        for where in itertools.product(PEGS, repeat=len(disks))]}
 
 
 def move_count_phrasings(n: int) -> list[str]:
@@ -278,6 +368,16 @@ def load_problems(text: str, source: str, n: int, first_id: int) -> list[Problem
     """Parse a problem file's JSON text; ids come from ``map_problem_id`` or count on from ``first_id``."""
     raw = load_json(text, source, list, "problems")
     return [_problem(r, str(r.get("map_problem_id", first_id + i)), n, source, i) for i, r in enumerate(raw)]
+
+
+@cache
+def _world(n: int) -> Problem:
+    """The ``n``-disk world's standard problem: every disk on A, moved to C (optimal: 2^n - 1 moves; N twice
+    that). Its start reaches every state of the world, so it is all ``distill --states all`` needs."""
+    optimal = 2**n - 1
+    return Problem(task="hanoi", id=f"world{n}", start=HanoiState(A=list(range(n)), B=[], C=[]).model_dump(),
+                   goal=HanoiState(A=[], B=[], C=list(range(n))).model_dump(), max_actions=2 * optimal,
+                   optimal_length=optimal, info={"disks": n})
 
 
 @cache
