@@ -5,11 +5,16 @@ Both models run through llama.cpp with the fine-tuning prompts (``MAPConfig(prom
 in-context examples, verdict-only replies) and each module's JSON-schema grammar; the baseline in the same run is
 the same base model without the adapter. ``--part heldout`` asks about states the adapter never saw (Hanoi:
 four-disk problems, out of distribution); ``--part train`` measures how well it fits what it was trained on.
+Several ``--adapter`` are measured on the very same sample, so a new adapter is compared with the shipped one in
+one run (``--no-baseline`` skips the base model).
 ``--config FIELD=VALUE`` sets a MAPConfig field for both models, so a named deviation (e.g. the Actor's
 ``actor_grammar=legal_source``) is measured on the same examples as a run without it.
 
     map-agent distill hanoi --split all3 --heldout test4 --out data/hanoi
     python bench/bench_adapter.py --data data/hanoi --adapter map-hanoi --part heldout --per-module 30
+    map-agent distill hanoi --split world2 all3 world5 --heldout test4 --states all --out data/hanoi-235
+    python bench/bench_adapter.py --data data/hanoi-235 --adapter map-hanoi models/new/adapter.gguf \
+        --modules Predictor Actor --no-baseline
     python bench/bench_adapter.py --data data/hanoi --adapter map-hanoi --modules Actor Predictor \
         --config actor_grammar=legal_source --config predictor_grammar=configurations
 """
@@ -62,7 +67,10 @@ def accuracy(lora: str | None, examples: dict[str, list[dict]], threads: int, se
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, required=True, help="a `map-agent distill --out` folder")
-    p.add_argument("--adapter", required=True, help=f"a GGUF adapter path or a shipped name ({', '.join(ADAPTERS)})")
+    p.add_argument("--adapter", nargs="+", required=True,
+                   help=f"GGUF adapter paths or shipped names ({', '.join(ADAPTERS)}), measured on the same sample")
+    p.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
+                   help="also measure the base model without an adapter")
     p.add_argument("--part", choices=["heldout", "train"], default="heldout")
     p.add_argument("--per-module", type=int, default=30)
     p.add_argument("--modules", nargs="*", default=list(MODULES))
@@ -72,15 +80,15 @@ def main() -> None:
                    help="a MAPConfig field for both models, e.g. actor_grammar=legal_source")
     args = p.parse_args()
     settings = dict(spec.partition("=")[::2] for spec in args.config)
-    lora = str(adapter_path(args.adapter)) if args.adapter in ADAPTERS else args.adapter
     examples = {m: sample(args.data / args.part, m, args.per_module, args.seed) for m in args.modules
                 if (args.data / args.part / f"{m}.jsonl").exists()}
     report = {
         "what": f"module accuracy on {args.part} examples ({json.loads((args.data / 'manifest.json').read_text())})",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "threads": args.threads},
         "config": settings,
-        "baseline": accuracy(None, examples, args.threads, settings),
-        "adapter": accuracy(lora, examples, args.threads, settings),
+        **({"baseline": accuracy(None, examples, args.threads, settings)} if args.baseline else {}),
+        "adapters": {name: accuracy(str(adapter_path(name)) if name in ADAPTERS else name, examples, args.threads,
+                                    settings) for name in args.adapter},
     }
     print(json.dumps(report, indent=2))
 

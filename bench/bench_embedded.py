@@ -1,5 +1,4 @@
-"""The embedded model's first call per MAP module, and a short plan, with and without the ways to skip reading the
-prompt prefix again.
+"""The embedded model's first call per MAP module, and a short plan: baseline vs the ways not to read it all again.
 
 A module's first call reads its whole prompt into a fresh llama.cpp context (Hanoi: 443-1,231 tokens, of which all
 but the last user message -- 387-1,176 tokens -- is the same on every call of that module). Variants, each a fresh
@@ -20,8 +19,11 @@ tokens llama.cpp actually evaluated. The replies must be identical across varian
 First calls run with a 2,048-token context (six contexts per variant stay alive; the window's size does not change
 the work, which is over the tokens held). Then one short plan (``--plan-actions`` steps, 1 Monitor re-ask) per
 adopted setting: the baseline, the first run (empty state directory) and a later run (the states it saved).
+Every variant runs the model with the GGUF's own RoPE settings (before, the first context got ChatLlamaCpp's
+defaults: a correctness fix that costs no time). About 15 minutes, 480 CPU-seconds, on a shared 2-core machine
+(SmolLM2 reads ~110 prompt tokens per CPU-second there); ``--modules`` and ``--plan-actions 0`` cut it.
 
-    python bench/bench_embedded.py [--repeats 1] [--plan-actions 1]
+    python bench/bench_embedded.py [--repeats 1] [--plan-actions 1] [--modules Actor Predictor]
 """
 
 from __future__ import annotations
@@ -146,6 +148,8 @@ def main() -> None:
     args = ap.parse_args()
     started, load = time.perf_counter(), os.getloadavg()
     report = {"benchmark": "embedded_first_call",
+              "baseline": "every first call reads its whole prompt (the settings before state_dir and "
+                          "share_prefixes); speedups are baseline / variant, measured in the same run",
               "first_calls": first_calls(args.repeats, args.n_ctx, args.modules)}
     if args.plan_actions:
         report["plan"] = plans(args.plan_actions)

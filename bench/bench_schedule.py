@@ -30,6 +30,7 @@ import re
 import sys
 import tempfile
 import time
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,8 @@ def _oracle_answer(body: dict[str, Any]) -> str:
         raw["n_actions"] = int(found[1])
     if name == "TaskDecomposer":
         raw["n_subgoals"] = int(found[1])
-    return ORACLES[name](task, _problem(raw["state"])).compute(make_input(name, task, raw)).model_dump_json()
+    problem = _problem(sum(len(v) for v in raw["state"].values()))
+    return ORACLES[name](task, problem).compute(make_input(name, task, raw)).model_dump_json()
 
 
 def _state(text: str) -> dict[str, list[int]]:
@@ -80,21 +82,27 @@ def _state(text: str) -> dict[str, list[int]]:
     return {peg: [int(d) for d in pegs[i + 1].split(",") if d.strip()] for i, peg in enumerate("ABC")}
 
 
-def _problem(state: dict[str, list[int]]):
-    """A problem with these disks (the Hanoi oracles read the state and goal they are given, not the problem's)."""
+@cache
+def _problem(disks: int):
+    """A problem with this many disks (the Hanoi oracles read the state and goal they are given, not the
+    problem's)."""
     from map_agent.tasks.hanoi import HanoiTask
 
-    disks = sum(len(v) for v in state.values())
-    return next(p for p in HanoiTask().problems("all3" if disks == 3 else "test4"))
+    return HanoiTask().problems("all3" if disks == 3 else "test4")[0]
 
 
 def serve(latency: float, port: multiprocessing.connection.Connection) -> None:
-    """The server process: answer until killed."""
+    """The server process: answer until killed, each request ``latency`` seconds after it came, its answer computed
+    within that time (so the requests of one superstep do not queue behind each other's oracle searches, as they
+    would not on a model server that batches them)."""
 
     def respond(n: int, request: dict[str, Any]) -> tuple[int, str, bytes]:
-        return 200, "application/json", completion(_oracle_answer(request["body"]))
+        started = time.monotonic()
+        reply = completion(_oracle_answer(request["body"]))
+        time.sleep(max(0.0, latency - (time.monotonic() - started)))
+        return 200, "application/json", reply
 
-    with FakeOpenAI(delay=latency, respond=respond) as server:
+    with FakeOpenAI(respond=respond) as server:
         port.send(server.url)
         port.close()
         while True:

@@ -6,8 +6,9 @@
 True
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from map_agent.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from map_agent.agent import MAPAgent, PlanResult, Usage
@@ -23,13 +24,4 @@ _EXPORTS = {"MAPAgent": "map_agent.agent", "PlanResult": "map_agent.agent", "Usa
 __all__ = ["MAPAgent", "MAPConfig", "PlanResult", "Problem", "Task", "Usage", "get_task"]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'map_agent' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value  # looked up once
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -232,9 +232,9 @@ def test_training_resumes_where_it_stopped_and_stops_when_it_fits(tiny_base, tmp
 
     monkeypatch.setattr(training, "measure", fits)
     stops = config.model_copy(update={"steps": 50, "eval_every": 3})
-    assert (training.train(stops, tmp_path / "c", progress=False)["steps"], "fit") == (3, "fit")
-    summary = training.train(stops, tmp_path / "c", progress=False)  # a fitted run trains no further
-    assert (summary["steps"], summary["stopped"]) == (3, "fit")
+    for _ in range(2):  # a fitted run asked again trains no further
+        summary = training.train(stops, tmp_path / "c", progress=False)
+        assert (summary["steps"], summary["stopped"]) == (3, "fit")
 
 
 @pytest.mark.slow
@@ -243,13 +243,17 @@ def test_tiny_training_run_exports_an_adapter_that_llama_cpp_applies(tmp_path, c
     pytest.importorskip("torch", reason="the [train] extra is not installed")
     pytest.importorskip("peft", reason="the [train] extra is not installed")
     data, run = tmp_path / "data", tmp_path / "run"
-    assert main(["distill", "hanoi", "--split", "all3", "--limit", "1", "--noisy", "1", "--out", str(data)]) == 0
+    assert main(["distill", "hanoi", "--split", "all3", "--heldout", "test4", "--limit", "1", "--noisy", "1",
+                 "--out", str(data)]) == 0
     capsys.readouterr()
     args = ["train", str(data), "--out", str(run), "--steps", "2", "--batch-size", "2", "--save-every", "1",
-            "--modules", "Monitor"]
+            "--modules", "Monitor", "--eval-every", "2", "--eval-per-module", "2", "--heldout-per-module", "2"]
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["steps"] == 2 and summary["first_loss"] > 0 and (run / "adapter.gguf").stat().st_size > 10**6
+    card = json.loads((run / "card.json").read_text())
+    assert card["split"]["heldout"]["sizes"] == [4] and card["metrics"]["heldout"]["Monitor"]["n"] == 2
+    assert "accuracy" in card["metrics"]["train"]["Monitor"]  # the real model's replies, judged by the task
     assert main(args) == 0  # resuming a finished run trains no further
     assert json.loads(capsys.readouterr().out)["steps"] == 2
     from map_agent.config import MAPConfig

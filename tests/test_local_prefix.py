@@ -26,8 +26,8 @@ def messages(role: str, ask: str = "Say hello.") -> list:
             HumanMessage(ask)]
 
 
-def local(tmp_path, **kwargs):
-    return make_chat_model("local", threads=1, cache=False, n_ctx=1024, max_tokens=8, **kwargs)
+def local(max_tokens=8, threads=1, **kwargs):
+    return make_chat_model("local", threads=threads, cache=False, n_ctx=1024, max_tokens=max_tokens, **kwargs)
 
 
 def reply(llm, msgs) -> str:
@@ -56,9 +56,9 @@ def test_saved_and_shared_prefixes_change_no_module_answer_and_later_processes_s
         return out
 
     states = tmp_path / "states"
-    base = answers(local(tmp_path, state_dir=False, share_prefixes=False))
-    first = answers(local(tmp_path, state_dir=states))  # the Predictor copies the task description
-    later = answers(local(tmp_path, state_dir=states))
+    base = answers(local(160, state_dir=False, share_prefixes=False))
+    first = answers(local(160, state_dir=states))  # the Predictor copies the task description
+    later = answers(local(160, state_dir=states))
     assert {m: a[0] for m, a in first.items()} == {m: a[0] for m, a in base.items()}
     assert {m: a[0] for m, a in later.items()} == {m: a[0] for m, a in base.items()}
     assert len(list(states.glob("*.llama-state"))) == 2
@@ -70,8 +70,8 @@ def test_saved_and_shared_prefixes_change_no_module_answer_and_later_processes_s
 @pytest.mark.real_model
 def test_every_context_runs_the_model_as_its_gguf_says_whichever_module_comes_first(tmp_path):
     one, two = messages("Monitor"), messages("Predictor")
-    ab = local(tmp_path, state_dir=False, share_prefixes=False)
-    ba = local(tmp_path, state_dir=False, share_prefixes=False)
+    ab = local(state_dir=False, share_prefixes=False)
+    ba = local(state_dir=False, share_prefixes=False)
     first_ab = [reply(ab, one), reply(ab, two)]
     first_ba = [reply(ba, two), reply(ba, one)]
     assert first_ab == first_ba[::-1]
@@ -84,38 +84,38 @@ def test_a_state_file_is_keyed_by_the_prefix_the_model_file_and_the_runtime(tmp_
 
     model = tmp_path / "model.gguf"
     shutil.copyfile(embedded_model_path(), model)
-    llm = local(tmp_path, model=str(model), state_dir=tmp_path / "s")
+    llm = local(model=str(model), state_dir=tmp_path / "s")
     path = llm.state_path([1, 2, 3])
-    assert path.parent == tmp_path / "s" and path == local(tmp_path, model=str(model), state_dir=tmp_path / "s"
-                                                           ).state_path([1, 2, 3])
+    assert path.parent == tmp_path / "s"
+    assert local(model=str(model), state_dir=tmp_path / "s").state_path([1, 2, 3]) == path  # another process
     assert llm.state_path([1, 2, 4]) != path
-    assert local(tmp_path, model=str(model), state_dir=tmp_path / "s", model_kwargs={"n_threads_batch": 2}
-                 ).state_path([1, 2, 3]) == path  # thread counts change how fast, not what
+    # how fast llama.cpp computes is no part of the key, only what it computes
+    assert local(threads=2, model=str(model), state_dir=tmp_path / "s").state_path([1, 2, 3]) == path
     os.utime(model, ns=(1, 1))  # a replaced model file
-    assert local(tmp_path, model=str(model), state_dir=tmp_path / "s").state_path([1, 2, 3]) != path
+    assert local(model=str(model), state_dir=tmp_path / "s").state_path([1, 2, 3]) != path
     monkeypatch.setattr(llama_cpp, "__version__", "0.0.0")  # another llama.cpp
-    assert local(tmp_path, model=str(model), state_dir=tmp_path / "s").state_path([1, 2, 3]) != path
+    assert local(model=str(model), state_dir=tmp_path / "s").state_path([1, 2, 3]) != path
 
 
 @pytest.mark.real_model
 def test_a_state_file_that_does_not_hold_the_prefix_is_read_over_and_replaced(tmp_path):
     msgs = messages("Monitor")
-    expected = reply(local(tmp_path, state_dir=False, share_prefixes=False), msgs)
-    llm = local(tmp_path, state_dir=tmp_path / "s")
+    expected = reply(local(state_dir=False, share_prefixes=False), msgs)
+    llm = local(state_dir=tmp_path / "s")
     path = llm.state_path(llm.prefix_tokens(msgs))
     path.parent.mkdir()
     path.write_bytes(b"not a llama.cpp state")
     assert reply(llm, msgs) == expected
     assert path.stat().st_size > 100_000  # saved again, whole
-    assert reply(local(tmp_path, state_dir=tmp_path / "s"), msgs) == expected
+    assert reply(local(state_dir=tmp_path / "s"), msgs) == expected
 
 
 @pytest.mark.real_model
 def test_a_state_directory_that_cannot_be_written_warns_once_and_the_call_goes_on(tmp_path):
     (tmp_path / "file").write_text("")
     msgs = messages("Monitor")
-    expected = reply(local(tmp_path, state_dir=False, share_prefixes=False), msgs)
-    llm = local(tmp_path, state_dir=tmp_path / "file" / "states")
+    expected = reply(local(state_dir=False, share_prefixes=False), msgs)
+    llm = local(state_dir=tmp_path / "file" / "states")
     with pytest.warns(RuntimeWarning, match="prompt prefixes are not kept"):
         assert reply(llm, msgs) == expected
     assert llm.state_dir is None
@@ -123,8 +123,8 @@ def test_a_state_directory_that_cannot_be_written_warns_once_and_the_call_goes_o
 
 @pytest.mark.real_model
 def test_states_are_kept_beside_the_prompt_cache_by_default_and_can_be_turned_off(tmp_path):
-    assert local(tmp_path).state_dir == default_cache_dir() / "llama-states"
-    assert local(tmp_path, state_dir=False).state_dir is None
+    assert local().state_dir == default_cache_dir() / "llama-states"
+    assert local(state_dir=False).state_dir is None
 
 
 def test_the_state_directory_keeps_the_most_recently_used_files_within_its_limit(tmp_path):

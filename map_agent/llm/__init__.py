@@ -1,7 +1,8 @@
 """Language-model plumbing: the chat-model factory and the diskcache prompt cache (no MAP logic here)."""
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from map_agent.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from map_agent.llm.backends import BACKENDS, make_chat_model
@@ -16,13 +17,4 @@ _EXPORTS = {"BACKENDS": "map_agent.llm.backends", "make_chat_model": "map_agent.
 __all__ = ["BACKENDS", "CACHE_HIT", "DiskPromptCache", "default_cache_dir", "make_chat_model"]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'map_agent.llm' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value  # looked up once
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -2,12 +2,12 @@
 quick on each module's first call.
 
 A module's first call reads its whole prompt -- task description, role, schema and in-context examples, ~1,100 of
-its ~1,240 tokens on Hanoi -- into a fresh llama.cpp context, ~10 s at one thread on a shared 2-core machine; later
-calls re-read only the new input. ``LocalChatModel`` gets that fixed prefix cheaper: from the KV cache an earlier
-process saved (``state_dir``), else partly from a live context of another module (all modules of a task open with
-the same task description). On the CPU, llama.cpp's logits do not depend on how a prompt is split into evaluations,
-nor on the number of threads, so no answer changes (``tests/test_local_prefix.py``; ``bench/bench_embedded.py``
-measures the gain and compares the replies).
+its ~1,240 tokens on Hanoi -- into a fresh llama.cpp context: ~11 CPU-seconds at one thread on the 2-core machine
+this was measured on; later calls re-read only the new input. ``LocalChatModel`` gets that fixed prefix cheaper:
+from the KV cache an earlier process saved (``state_dir``), else partly from a live context of another module (all
+modules of a task open with the same task description). On the CPU, llama.cpp's logits do not depend on how a
+prompt is split into evaluations, nor on the number of threads, so no answer changes (``tests/test_local_prefix.py``;
+``bench/bench_embedded.py`` measures the gain and compares the replies).
 """
 
 from __future__ import annotations
