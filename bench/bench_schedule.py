@@ -8,10 +8,11 @@ parsing, graph. Measured, on the first ``--problems`` test3 problems:
 * per schedule (``SCHEDULES``: the default, ``--speculative-predict``, and that with ``--speculative-orchestrator``):
   a plan's wall time with the Send fan-out (parallel) and one call at a time (``MAPAgent.plan(max_concurrency=1)``,
   LangGraph's standard run-config key), and beside it the ceiling the dependencies allow: module calls / module
-  supersteps (a superstep waits for its slowest call); ``cpu_ms_per_module_call``: this process's CPU time per
-  module call in the parallel plans, each built and checked as a user's (the server's CPU is not counted: it runs
-  elsewhere);
-* ``cached_rerun``: the same plans once more from a filled prompt cache, against the first, uncached run;
+  supersteps (a superstep waits for its slowest call). The model is built and its endpoint checked once per
+  schedule, as an evaluation does; ``cpu_ms_per_module_call``: this process's CPU time per module call in the
+  parallel plans (the server's CPU is not counted: it runs elsewhere);
+* ``cached_rerun``: the same plans once more from a filled prompt cache, against the first, uncached run, each
+  plan as a user runs it (the model built and the endpoint checked every time, an uncached request);
 * ``eval``: ``Evaluation`` over ``--eval-problems`` problems at each ``--concurrency``, against the ideal: the
   wall time at concurrency 1 spread evenly over the workers (never less than the longest problem); and the
   CPU time per module call of the concurrency-1 run, whose model is built and checked once.
@@ -110,13 +111,16 @@ def serve(latency: float, port: multiprocessing.connection.Connection) -> None:
 
 
 # -- the client ----------------------------------------------------------------------------------------------
-def plan(problem, url: str, options: dict[str, Any], *, sequential: bool = False, cache: Any = False) -> dict[str, Any]:
-    """One ``MAPAgent.plan`` over the server, as a user runs it (the agent built, the endpoint checked), under the
-    MAP ``options``; its module calls, module supersteps (every second LangGraph step), wall and CPU time."""
+def plan(problem, url: str, options: dict[str, Any], *, sequential: bool = False, cache: Any = False,
+         llm: Any = None) -> dict[str, Any]:
+    """One ``MAPAgent.plan`` over the server under the MAP ``options``: on ``llm``, a model checked once for many
+    plans as an evaluation's is, or else as a user runs it (the model built, the endpoint checked). Its module
+    calls, module supersteps (every second LangGraph step), wall and CPU time."""
     from map_agent import MAPAgent, MAPConfig
 
     cpu, started = time.process_time(), time.perf_counter()
-    agent = MAPAgent(problem, backend="openai", model=MODEL, base_url=url, cache=cache, config=MAPConfig(**options))
+    agent = (MAPAgent(problem, llm=llm, config=MAPConfig(**options)) if llm is not None else
+             MAPAgent(problem, backend="openai", model=MODEL, base_url=url, cache=cache, config=MAPConfig(**options)))
     result = agent.plan(problem.id, max_concurrency=1 if sequential else None)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     steps = agent.graph.get_state({"configurable": {"thread_id": problem.id}}).metadata["step"]
@@ -132,15 +136,19 @@ def total(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def schedule(problems, url: str, options: dict[str, Any], latency: float) -> dict[str, Any]:
-    parallel = [plan(p, url, options) for p in problems]
-    sequential = [plan(p, url, options, sequential=True) for p in problems]
+    from map_agent import MAPAgent
+
+    first = MAPAgent(problems[0], backend="openai", model=MODEL, base_url=url, cache=False)
+    first.prepare()  # the endpoint and the prompts, checked once for every plan on ``llm``
+    llm = first.llm
+    parallel = [plan(p, url, options, llm=llm) for p in problems]
+    sequential = [plan(p, url, options, sequential=True, llm=llm) for p in problems]
     par, seq = total(parallel), total(sequential)
     return {
         "parallel": par, "sequential": seq,
         "speedup": round(seq["wall_s"] / par["wall_s"], 3),
         "ceiling_calls_per_superstep": round(par["calls"] / par["supersteps"], 3),
         # a superstep has requests in flight for one latency: the rest of a parallel plan's wall time has none
-        # (building the agent and checking the endpoint included)
         "share_of_parallel_wall_without_a_request": round(1 - par["supersteps"] * latency / par["wall_s"], 3),
         "same_plans_both_ways": [r["plan"] for r in parallel] == [r["plan"] for r in sequential],
         "cpu_ms_per_module_call": round(1000 * par["cpu_s"] / par["calls"], 2),

@@ -170,7 +170,7 @@ class MAPAgent:
         A task with several phases (``Task.phases``) runs them in sequence, each on its own thread
         (``<thread_id>/<k>``), the next phase seeing the previous one's transcript. ``max_concurrency`` bounds the
         module calls in flight at once (LangGraph's run-config key; 1: one at a time); default: every call a
-        superstep fans out."""
+        superstep fans out (``Resolved.fan_out``)."""
         yield from self._stream(thread_id or uuid.uuid4().hex, max_concurrency, None)
 
     def _stream(self, thread_id: str, max_concurrency: int | None,
@@ -192,8 +192,7 @@ class MAPAgent:
             inputs = None  # an interrupted thread: resume from its last checkpoint, keeping finished calls
         else:
             return  # this thread has finished already
-        if max_concurrency is not None:
-            cfg["max_concurrency"] = max_concurrency
+        cfg["max_concurrency"] = max_concurrency or self.config.fan_out()
         options = {"durability": durability} if durability else {}
         for chunk in self.graph.stream(inputs, cfg, stream_mode="updates", **options):
             for node, update in chunk.items():

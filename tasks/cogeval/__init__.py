@@ -19,9 +19,9 @@ original does.
 Valuepath's in-context problems (start rooms 1 and 6) are left out of its test split and kept in
 ``icl_valuepath``; Detour and Reward Revaluation run on all 13 start rooms, as the MAP scripts do. Steppath pairs
 9->4, 2->10, 7->3 are in-context only (``icl_steppath``). The zero-shot scripts, which show no examples, ran every
-problem: ``valuepath_all`` (13 start rooms) and ``steppath2_all``... (20 pairs a length). The state is the current room plus the chest collected so
-far; an action names the next room. There is no Predictor (the action names the next state) and no
-TaskDecomposer in the paper's setup.
+problem: ``valuepath_all`` (13 start rooms) and ``steppath2_all``... (20 pairs a length). The state is the
+current room plus the chest collected so far; an action names the next room. There is no Predictor (the action
+names the next state) and no TaskDecomposer in the paper's setup.
 
 Scoring (``execute``): ``solved`` is the MAP evaluation scripts' rule -- after at most 6 moves the agent stands in
 the target room and none of those moves was invalid. ``paper_metrics`` adds the stricter ``optimal`` (an optimal
