@@ -343,11 +343,11 @@ class Resolved(BaseModel):
         return self.seed * (1 + self.monitor_retries) + round_
 
     def fan_out(self) -> int:
-        """More module calls than one superstep can send out: per search layer d, a Monitor check, a Predictor, an
-        Evaluator and an Orchestrator check for each of its B^d actions, plus the root's. Run with it as LangGraph's
-        ``max_concurrency``: unset, LangGraph's thread pool holds min(32, CPUs + 4) threads -- six on two cores, so
-        a superstep of eight calls made its last two wait a whole model round trip. Threads are only started when
-        calls wait for one."""
+        """At least as many module calls as one superstep can send out: per search layer d, a Monitor check, a
+        Predictor, an Evaluator and an Orchestrator check for each of its B^d actions, plus the root's (a
+        TaskDecomposer or Actor and a check). Runs take it as LangGraph's ``max_concurrency``: unset, LangGraph's
+        thread pool holds min(32, CPUs + 4) threads -- six on two cores, so a superstep of eight calls made its last
+        two wait a whole model round trip. Threads are only started when calls wait for one."""
         return 4 * sum(self.branches ** d for d in range(1, self.layers + 1)) + 2
 
     def recursion_limit(self) -> int:
