@@ -184,3 +184,23 @@ def test_the_plan_loop_counts_every_state_it_has_been_in_as_visited():
         ctx = Ctx(task=TASK, problem=P, config=config.resolve(TASK, P), tables=tables(3, 5))
         after, _ = advance(ctx, progress)
         assert after.plan[1] == expected.model_dump()
+
+
+@pytest.mark.parametrize("method", ["icl", "cot"])
+def test_a_baseline_request_keeps_its_static_reply_schema(tmp_path, method):
+    """Baseline calls go through the same request path as the modules but have no grammar option: each of their
+    requests must still carry its reply schema, and no call may fail on the missing option (it did, found by the
+    real-server suite: every baseline call against a schema-decoding server failed before sending)."""
+    import json
+
+    from map_agent.cli import main
+    from map_agent.eval.records import read_records
+
+    with FakeOpenAI() as fake:
+        code = main(["eval", "hanoi", "--method", method, "--limit", "1", "--runs", "1", "--backend", "openai",
+                     "--base-url", fake.url, "--no-cache", "--out", str(tmp_path), "--run-id", method])
+    sent = [r["body"] for r in fake.requests if r["body"].get("messages")]
+    assert code == 0
+    assert sent and sent[-1].get("response_format")  # the last request is a baseline call
+    calls = [c for r in read_records(tmp_path / method / "records.jsonl") for c in r["calls"]]
+    assert calls and not [c["error"] for c in calls if c.get("error")], json.dumps(calls)[:2000]

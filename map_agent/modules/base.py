@@ -260,6 +260,8 @@ class LLMModule(Module):
     #: the task type ("Action", "State") whose schema a state-dependent grammar replaces in this module's reply
     #: (``Task.reply_schema``); None: the module has no such grammar
     grammar_type: ClassVar[str | None] = None
+    #: the grammar this instance asks for (a ``MAPConfig`` grammar field); baseline calls keep the static schema
+    grammar: str = "static"
 
     def __init__(self, task: Task, problem: Problem, llm: BaseChatModel, *, parse_retries: int = 9,
                  temperature: float = 0.0, top_p: float | None = 0.0, seed: int = 0, examples: bool = True,
