@@ -37,7 +37,9 @@ def test_each_module_asks_for_its_model_and_the_rest_for_the_base(tmp_path):
         llm = make_chat_model("openai", "base", base_url=fake.url, json_schema="off", cache=False,
                               module_models={"Orchestrator": "map-hanoi-orchestrator"})
         config = MAPConfig(max_actions=1, monitor_retries=0, parse_retries=0, search=False)
-        result = MAPAgent(hanoi.problem(7), llm=llm, config=config).plan()
+        # one call at a time, so the requests arrive in the order the calls are logged (the start's TaskDecomposer
+        # and final-goal Orchestrator calls share a superstep)
+        result = MAPAgent(hanoi.problem(7), llm=llm, config=config).plan(max_concurrency=1)
         asked = [r["body"]["model"] for r in fake.requests]
     called = [c["module"] for c in result.calls]
     assert "TaskDecomposer" in called and "Orchestrator" in called
