@@ -13,6 +13,12 @@ parsing, graph. Measured, on the first ``--problems`` test3 problems:
   parallel plans (the server's CPU is not counted: it runs elsewhere);
 * ``cached_rerun``: the same plans once more from a filled prompt cache, against the first, uncached run, each
   plan as a user runs it (the model built and the endpoint checked every time, an uncached request);
+* ``cpu_per_module_call``: this process's CPU time per module call of the default schedule's parallel plans
+  against a server that answers at once (``zero_latency_server_ms``: the client's own cost), against the
+  ``--latency`` one (``latency_server_ms``), and against the one that answers at once while the client thread
+  sleeps ``--latency`` after each reply (``zero_latency_client_sleep_ms``: the same code, made to wait as long).
+  Waiting costs CPU that no code path spends: the caches and the core a process left while it slept are cold when
+  it wakes; the last figure measures that on the same calls;
 * ``eval``: ``Evaluation`` over ``--eval-problems`` problems at each ``--concurrency``, against the ideal: the
   wall time at concurrency 1 spread evenly over the workers (never less than the longest problem); and the
   CPU time per module call of the concurrency-1 run, whose model is built and checked once.
@@ -169,6 +175,32 @@ def cached_rerun(problems, url: str) -> dict[str, Any]:
             "cpu_ms_per_cached_call": round(1000 * again["cpu_s"] / again["calls"], 2)}
 
 
+def cpu_per_module_call(problems, url: str, instant_url: str, latency: float) -> dict[str, Any]:
+    from map_agent import MAPAgent
+    from map_agent.llm.http import BoundedTransport
+
+    def cpu_ms(at: str) -> float:
+        first = MAPAgent(problems[0], backend="openai", model=MODEL, base_url=at, cache=False)
+        first.prepare()
+        runs = total([plan(p, at, {}, llm=first.llm) for p in problems])
+        return round(1000 * runs["cpu_s"] / runs["calls"], 2)
+
+    out = {"zero_latency_server_ms": cpu_ms(instant_url), "latency_server_ms": cpu_ms(url)}
+    handle = BoundedTransport.handle_request
+
+    def waiting(self: BoundedTransport, request: Any) -> Any:
+        response = handle(self, request)
+        time.sleep(latency)
+        return response
+
+    BoundedTransport.handle_request = waiting  # type: ignore[method-assign]
+    try:
+        out["zero_latency_client_sleep_ms"] = cpu_ms(instant_url)
+    finally:
+        BoundedTransport.handle_request = handle  # type: ignore[method-assign]
+    return out
+
+
 def evaluation(problems, url: str, concurrencies: list[int]) -> dict[str, Any]:
     from map_agent import MAPConfig
     from map_agent.eval.runner import Evaluation, RunSpec
@@ -207,10 +239,13 @@ def main() -> None:
     from map_agent.tasks.hanoi import HanoiTask
 
     test3 = HanoiTask().problems("test3")
-    receive, send = multiprocessing.Pipe(duplex=False)
-    server = multiprocessing.get_context("spawn").Process(target=serve, args=(args.latency, send), daemon=True)
-    server.start()
-    url = receive.recv()
+    servers, urls = [], []
+    for latency in (args.latency, 0.0):
+        receive, send = multiprocessing.Pipe(duplex=False)
+        servers.append(multiprocessing.get_context("spawn").Process(target=serve, args=(latency, send), daemon=True))
+        servers[-1].start()
+        urls.append(receive.recv())
+    url, instant_url = urls
     try:
         problems = test3[: args.problems]
         plan(problems[0], url, {})  # imports and first prompts: not part of any measurement
@@ -222,6 +257,7 @@ def main() -> None:
             **{name: {k: v for k, v in run.items() if k != "plans"} for name, run in runs.items()},
             "same_plans_every_schedule": all(run["plans"] == runs["default"]["plans"] for run in runs.values()),
             "cached_rerun": cached_rerun(problems, url),
+            "cpu_per_module_call": cpu_per_module_call(problems, url, instant_url, args.latency),
         }
         if args.eval_problems:
             report["eval"] = evaluation(test3[: args.eval_problems], url, args.concurrency)
@@ -229,7 +265,8 @@ def main() -> None:
                              "cpus": os.cpu_count(), "load_average": os.getloadavg()}
         print(json.dumps(report, indent=2))
     finally:
-        server.kill()
+        for server in servers:
+            server.kill()
 
 
 if __name__ == "__main__":

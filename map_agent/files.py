@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from string import Formatter
 from typing import Any
@@ -46,6 +48,19 @@ def validation_message(error: ValidationError, whole: str = "value") -> str:
     value = repr(first.get("input"))
     text = f"{where}: {problem} (got {value if len(value) <= 60 else value[:60] + '...'})"
     return text + (f" and {len(errors) - 1} more error(s)" if len(errors) > 1 else "")
+
+
+@contextmanager
+def entry_of(path: str | Path, index: int) -> Iterator[None]:
+    """Whatever goes wrong while entry ``index`` of a file is used (a field missing, a value the task's types
+    refuse) as a FileError naming the file, the entry and the field: an examples file's entries are checked where
+    they are rendered, with the task's own types."""
+    try:
+        yield
+    except ValidationError as e:
+        raise FileError(f"{path}: example {index}: {validation_message(e)}") from None
+    except KeyError as e:
+        raise FileError(f"{path}: example {index}: no field {e}") from None
 
 
 def read_text(path: str | Path) -> str:

@@ -19,14 +19,15 @@ error, not silently ignored).
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, get_args
+from typing import Annotated, Any, get_args
+
+from pydantic import StringConstraints
 
 from map_agent.config import DEVIATIONS, ERROR_KINDS, Corruption, Impl, MAPConfig
-from map_agent.files import read_text
-from map_agent.llm.endpoint import JSON_SCHEMA_CHOICES
+from map_agent.files import load_file
+from map_agent.llm.endpoint import JSON_SCHEMA_CHOICES, env_api_key
 from map_agent.task import MODULES
 
 #: chat-model backends ("oracle": the task's symbolic modules, no language model)
@@ -243,7 +244,7 @@ def check_applicable(args: argparse.Namespace, parser: argparse.ArgumentParser) 
 
 def api_key(args: argparse.Namespace) -> str | None:
     """The API key from the environment variable ``--api-key-env`` names (never from the command line)."""
-    return os.environ.get(getattr(args, "api_key_env", None) or "OPENAI_API_KEY") or None
+    return env_api_key(getattr(args, "api_key_env", None))
 
 
 def chat_options(args: argparse.Namespace, **command_defaults: Any) -> dict[str, Any]:
@@ -274,21 +275,13 @@ def chat_options(args: argparse.Namespace, **command_defaults: Any) -> dict[str,
 def module_models(args: argparse.Namespace) -> dict[str, str]:
     """Module -> model name, from ``--module-models FILE`` then ``--module-model NAME=MODEL`` (which wins); every
     name a MAP module's."""
-    import yaml
-
     routes: dict[str, str] = {}
     path = getattr(args, "module_models", None)
-    if path:
+    if path:  # a mapping of module to model name, e.g. {"Actor": "map-hanoi-actor"}; a broken file names itself
         try:
-            raw = yaml.safe_load(read_text(path))  # YAML, so JSON too; not UTF-8 names the file
+            routes.update(load_file(path, dict[str, Annotated[str, StringConstraints(min_length=1)]]))
         except OSError as e:
             raise ValueError(f"--module-models {path}: {e.strerror or e}") from None
-        except yaml.YAMLError:
-            raise ValueError(f"--module-models {path}: not JSON or YAML") from None
-        if not isinstance(raw, dict) or not all(isinstance(v, str) and v for v in raw.values()):
-            raise ValueError(f"--module-models {path}: expected a mapping of module to model name, e.g. "
-                             "{Actor: map-hanoi-actor}")
-        routes.update({str(k): v for k, v in raw.items()})
     for spec in getattr(args, "module_model", None) or []:
         name, sep, model = spec.partition("=")
         if not sep or not model:

@@ -300,7 +300,7 @@ def test_redact_covers_key_shapes():
 
 # -- friction ------------------------------------------------------------------------------------------------
 def test_an_evaluation_builds_one_chat_model_for_all_its_problems(tmp_path, monkeypatch):
-    import map_agent.eval.runner as runner
+    import map_agent.llm.backends as backends
 
     built = []
 
@@ -308,7 +308,7 @@ def test_an_evaluation_builds_one_chat_model_for_all_its_problems(tmp_path, monk
         built.append(make_chat_model(*args, **kwargs))
         return built[-1]
 
-    monkeypatch.setattr(runner, "make_chat_model", counting)
+    monkeypatch.setattr(backends, "make_chat_model", counting)
     with FakeOpenAI() as server:
         spec = RunSpec(task="hanoi", split="test3", runs=1, backend="openai", model="m", config={"parse_retries": 0},
                        problem_ids=["1", "2", "4"])

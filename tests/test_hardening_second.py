@@ -336,6 +336,13 @@ BAD_FILES = {
     "template placeholder unknown": ("prompts/hanoi/baselines/cot.md", "write", b"Plan {max_actions} moves; {steps}",
                                      "eval cot", ": unknown placeholder {steps}"),
     "module routes not UTF-8": ("routes.yaml", "write", b"Actor: \xff", "eval map", ": not UTF-8 text"),
+    "module routes entry empty": ("routes.yaml", "write", b"Actor: ''", "eval map", ": Actor: String should have"),
+    "examples entry of the wrong shape": ("prompts/hanoi/actor.examples.json", "write",
+                                          b'[{"input": {"state": 7}, "output": {}}]', "eval map", ": example 0: "),
+    "ToT examples entry without a field": ("prompts/hanoi/baselines/tot_judge.examples.json", "write",
+                                           b'[{"start": {}, "goal": {}}]', "eval tot", ": example 0: no field 'steps'"),
+    "ToT examples entry of the wrong type": ("prompts/hanoi/baselines/tot_propose.examples.json", "write",
+                                             b'[{"state": "A", "options": []}]', "eval tot", ": example 0: "),
 }
 
 
@@ -373,6 +380,8 @@ def test_a_broken_file_ends_as_one_line_naming_it_and_its_field(broken, finished
                          *model, *(["--module-models", str(path)] if name == "routes.yaml" else [])],
             "eval cot": ["eval", "hanoi", "--method", "cot", "--limit", "1", "--runs", "1", "--out", str(tmp_path),
                          "--run-id", "cot", *model],
+            "eval tot": ["eval", "hanoi", "--method", "tot", "--limit", "1", "--runs", "1", "--out", str(tmp_path),
+                         "--run-id", "tot", *model],
         }[command]
         code = main(argv)
     err = capsys.readouterr().err

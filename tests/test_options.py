@@ -300,6 +300,17 @@ def test_a_misused_routing_option_is_a_one_line_error(more, message, tmp_path, c
     assert message in err and "\n" not in err
 
 
+@pytest.mark.parametrize("content, said", [("Actor: ''\n", "Actor: String should have at least 1 character"),
+                                           ("- Actor\n", "the whole file: Input should be an object"),
+                                           ("Actor: [a, b]\n", "Actor: Input should be a valid string")])
+def test_a_broken_routes_file_is_one_line_naming_the_file_and_the_entry(content, said, tmp_path, capsys):
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(content)
+    code = cli.main(["eval", "hanoi", "--out", str(tmp_path), "--backend", "openai", "--module-models", str(routes)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith(f"error: {routes}:") and said in err and "\n" not in err, err
+
+
 @pytest.mark.parametrize("command", [["eval", "maze-code", "--test-set", "1", "--unsafe-sandbox"],
                                      ["eval", "text-to-pddl"]])
 def test_model_evaluations_check_the_endpoint_before_the_first_problem(command, tmp_path, capsys):

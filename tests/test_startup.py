@@ -1,5 +1,5 @@
 """A command imports what it needs when it needs it (issue 18): ``--help`` and ``tasks`` no LangChain, LangGraph or
-model client; an oracle plan no model client, local model or training stack.
+model client; an oracle plan or evaluation no model client, local model or training stack.
 
 Checked on ``sys.modules`` in a fresh interpreter that runs the commands, not on the clock, so it holds on a
 loaded machine; ``bench/bench_startup.py`` measures what the imports cost.
@@ -58,6 +58,14 @@ def test_help_and_task_listing_import_no_langchain_and_no_model():
 def test_oracle_plan_imports_the_graph_but_no_model_client():
     loaded = imported_by(["plan", "hanoi", "--problem", "7", "--backend", "oracle"])
     assert "langgraph.graph" in loaded  # the plan did run through the graph
+    assert unneeded(loaded, (*MODEL_STACK, *SOLVERS)) == []
+
+
+def test_oracle_evaluation_imports_no_model_client(tmp_path):
+    loaded = imported_by(["eval", "hanoi", "--split", "test3", "--limit", "2", "--runs", "1", "--backend", "oracle",
+                          "--out", str(tmp_path)])
+    assert "map_agent.eval.runner" in loaded and "langgraph.graph" in loaded  # it evaluated, through the graph
+    assert len((next(tmp_path.iterdir()) / "records.jsonl").read_text().splitlines()) == 2
     assert unneeded(loaded, (*MODEL_STACK, *SOLVERS)) == []
 
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 import json
 import random
 from functools import cache
+from pathlib import Path
 from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
@@ -56,8 +57,8 @@ from map_agent.baselines.base import (
     read_text,
     system_message,
 )
-from map_agent.files import load_file
-from map_agent.task import Problem, Task, get_task
+from map_agent.files import entry_of, load_file
+from map_agent.task import get_task
 
 IMPOSSIBLE = 50  # the original's value of a path the model calls impossible
 REJECTED = 100  # the original's value of a goal path the model does not judge "sure"
@@ -125,10 +126,13 @@ class ToT(Method):
         reply = self._propose_model()
         request = read_prompt(task, problem, "tot_propose.md")
         messages: list[BaseMessage] = [system_message(task, problem, request, reply)]
-        for shot in examples_raw(task, problem, "tot_propose.examples.json"):
-            shown = task.render_state(task.State.model_validate(shot["state"]))
+        path = prompt_file(task, problem, "tot_propose.examples.json")
+        for i, shot in enumerate(examples_raw(path)):
+            with entry_of(path, i):
+                shown = task.render_state(task.State.model_validate(shot["state"]))
+                answer = reply.model_validate({"options": shot["options"]}).model_dump_json()
             messages += [HumanMessage(f"{context(shot)}Current state: {shown}\nList every valid next move."),
-                         AIMessage(reply.model_validate({"options": shot["options"]}).model_dump_json())]
+                         AIMessage(answer)]
         messages.append(HumanMessage(f"Current state: {task.render_state(state)}\nList every valid next move."))
         return messages
 
@@ -150,10 +154,13 @@ class ToT(Method):
         task, problem = self.task, self.problem
         messages: list[BaseMessage] = [system_message(task, problem, read_prompt(task, problem, "tot_judge.md"),
                                                       JudgeReply)]
-        for shot in examples_raw(task, problem, "tot_judge.examples.json"):
-            steps = [(s["action"], s.get("state")) for s in shot["steps"]]
-            messages += [HumanMessage(context(shot) + self._judge_text(shot["start"], shot["goal"], steps)),
-                         AIMessage(JudgeReply(reasoning=shot["reasoning"], verdict=shot["verdict"]).model_dump_json())]
+        path = prompt_file(task, problem, "tot_judge.examples.json")
+        for i, shot in enumerate(examples_raw(path)):
+            with entry_of(path, i):
+                steps = [(s["action"], s.get("state")) for s in shot["steps"]]
+                text = self._judge_text(shot["start"], shot["goal"], steps)
+                answer = JudgeReply(reasoning=shot["reasoning"], verdict=shot["verdict"]).model_dump_json()
+            messages += [HumanMessage(context(shot) + text), AIMessage(answer)]
         messages.append(HumanMessage(self._judge_text(problem.start, problem.goal, moves)))
         return messages
 
@@ -296,10 +303,9 @@ def context(shot: dict[str, Any]) -> str:
     return f"{shot['context'].strip()}\n" if shot.get("context") else ""
 
 
-def examples_raw(task: Task, problem: Problem, file: str) -> list[dict[str, Any]]:
-    """A ToT examples file as a list of JSON objects (their fields validated where they are rendered); none if
-    the task has no such file."""
-    path = prompt_file(task, problem, file)
+def examples_raw(path: Path) -> list[dict[str, Any]]:
+    """A ToT examples file as a list of JSON objects (their fields validated where they are rendered, errors
+    naming the file and the entry: ``entry_of``); none if the task has no such file."""
     if not path.exists():
         return []
     return load_file(path, list[dict[str, Any]], text=read_text(path))

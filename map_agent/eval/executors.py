@@ -30,8 +30,8 @@ from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
 from map_agent.eval.runner import RunSpec
-from map_agent.llm.backends import endpoint_url
 from map_agent.llm.cache import CACHE_URL_ENV, DiskPromptCache
+from map_agent.llm.endpoint import endpoint_url
 from map_agent.options import EXECUTOR_CHOICES
 from map_agent.task import Problem, get_task
 

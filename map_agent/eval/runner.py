@@ -10,7 +10,7 @@ Before the first problem the chat model is built once and shared by every worker
 small request checks the endpoint, and the first problem's prompt files are validated: a broken setup fails once,
 up front. Ctrl-C (``KeyboardInterrupt`` in the thread that called ``run``) starts no further problem, gives the
 ones in flight ``grace`` seconds, summarises what finished and raises ``Interrupted``; a cancelled problem leaves
-no record, so resuming runs it again. Error text is redacted (``map_agent.llm.backends.redact``) before it is
+no record, so resuming runs it again. Error text is redacted (``map_agent.llm.endpoint.redact``) before it is
 stored.
 
 Jobs run in threads here (``executor="local"``) or as Ray tasks (``executor="ray"``, ``map_agent.eval.executors``);
@@ -24,7 +24,6 @@ import fcntl
 import hashlib
 import json
 import math
-import os
 import re
 import statistics
 import threading
@@ -45,10 +44,8 @@ from map_agent.eval.diagnostics import aggregate as aggregate_diagnostics
 from map_agent.eval.diagnostics import diagnose_record
 from map_agent.eval.records import RecordCheck, append_record, read_records
 from map_agent.files import load_file
-from map_agent.llm import make_chat_model
-from map_agent.llm.backends import endpoint_url, redact
 from map_agent.llm.cache import open_cache
-from map_agent.llm.preflight import prepare_baseline, prepare_model
+from map_agent.llm.endpoint import endpoint_url, env_api_key, redact
 from map_agent.modules import build_modules
 from map_agent.modules.base import is_transient
 from map_agent.task import Problem, get_task
@@ -247,7 +244,7 @@ class Evaluation:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._closed = False  # set under the lock once interrupted: no record is written after the summary
-        key = agent_options.get("api_key") or os.environ.get(agent_options.get("api_key_env") or "OPENAI_API_KEY") or ""
+        key = agent_options.get("api_key") or env_api_key(agent_options.get("api_key_env")) or ""
         self._redact_args = (endpoint_url(agent_options.get("base_url")), (key,))
 
     def _agent(self, problem: Problem, config: MAPConfig) -> MAPAgent:
@@ -286,6 +283,10 @@ class Evaluation:
         task = get_task(self.spec.task)
         resolved = self.spec.config.for_backend(self.spec.backend, task).resolve(task, first)
         if self.llm is None and "llm" in resolved.modules.values():
+            # the model stack (an OpenAI client, llama.cpp) is imported only by an evaluation that calls a model
+            from map_agent.llm.backends import make_chat_model
+            from map_agent.llm.preflight import prepare_baseline, prepare_model
+
             options = dict(self.agent_options)
             if self.spec.module_models:
                 options["module_models"] = self.spec.module_models

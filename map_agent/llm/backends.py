@@ -40,7 +40,15 @@ from pydantic import Field, PrivateAttr
 from map_agent.learned.adapters import ADAPTERS, adapter_path
 from map_agent.llm.cache import open_cache
 from map_agent.llm.context import ContextWindowError, PromptCounter, inspect_server, window_in_refusal
-from map_agent.llm.endpoint import JSON_SCHEMA_CHOICES, JSON_SCHEMA_FORMS, FormChoice, SetupError, endpoint_url, redact
+from map_agent.llm.endpoint import (
+    JSON_SCHEMA_CHOICES,
+    JSON_SCHEMA_FORMS,
+    FormChoice,
+    SetupError,
+    endpoint_url,
+    env_api_key,
+    redact,
+)
 from map_agent.llm.http import ReplyTooLarge, bounded_client
 from map_agent.llm.schema import grammar_friendly, minimal_reply_tokens
 
@@ -292,7 +300,7 @@ def make_chat_model(backend: str, model: str | None = None, *, cache: BaseCache 
         )
     if backend == "openai":
         url = endpoint_url(base_url)
-        key = api_key or os.environ.get(api_key_env) or ("not-needed" if url else None)
+        key = api_key or env_api_key(api_key_env) or ("not-needed" if url else None)
         if key is None:
             raise SetupError(f"openai backend: set {api_key_env} (or pass --base-url for a local server)")
         form = ("auto" if json_schema else "off") if isinstance(json_schema, bool) else json_schema

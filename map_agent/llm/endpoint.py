@@ -30,6 +30,17 @@ class SetupError(RuntimeError):
     unreachable: bool = False
 
 
+#: the environment variable an API key is read from unless ``--api-key-env`` names another
+DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
+
+
+def env_api_key(variable: str | None = None) -> str | None:
+    """The API key the environment variable ``variable`` (default ``OPENAI_API_KEY``) holds, or ``None``: the one
+    place a key is read, so the chat model, the evaluation's redaction and the CLI's error lines agree on it (a
+    key never comes from the command line, where ``ps`` and shell histories would show it)."""
+    return os.environ.get(variable or DEFAULT_API_KEY_ENV) or None
+
+
 def endpoint_url(base_url: str | None = None) -> str | None:
     """The OpenAI-compatible endpoint in use: ``base_url``, else ``MAP_AGENT_BASE_URL``, else ``OPENAI_BASE_URL``
     (``None``: the OpenAI API)."""

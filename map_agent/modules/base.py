@@ -26,7 +26,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from pydantic import BaseModel, Field, ValidationError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from map_agent.files import FileError, load_file, read_text
+from map_agent.files import entry_of, load_file, read_text
 from map_agent.llm.cache import CACHE_HIT, forget
 from map_agent.modules.schemas import INPUTS, outputs_for
 from map_agent.task import Problem, Task, transfer_form
@@ -262,6 +262,8 @@ class LLMModule(Module):
     grammar_type: ClassVar[str | None] = None
     #: the grammar this instance asks for (a ``MAPConfig`` grammar field); baseline calls keep the static schema
     grammar: str = "static"
+    #: the static schema's ``response_format``, rewritten grammar-safe on first use (``_response_format``)
+    _static_format: dict[str, Any] | None = None
 
     def __init__(self, task: Task, problem: Problem, llm: BaseChatModel, *, parse_retries: int = 9,
                  temperature: float = 0.0, top_p: float | None = 0.0, seed: int = 0, examples: bool = True,
@@ -331,11 +333,9 @@ class LLMModule(Module):
         example_file = self.prompt_file(".examples.json")
         if examples and example_file.exists():
             for i, shot in enumerate(load_file(example_file, list[PromptExample], text=_read(example_file))):
-                try:
+                with entry_of(example_file, i):
                     inp = make_input(self.name, self.task, shot.input)
                     out = self.output_model.model_validate(shot.output)
-                except ValidationError as e:
-                    raise FileError(f"{example_file}: example {i}: {_short(e)}") from None
                 # an example from another instance than the one described above carries its own "context"
                 # (e.g. its maze), shown before its input
                 context = f"{shot.context.strip()}\n\n" if shot.context else ""
@@ -355,8 +355,18 @@ class LLMModule(Module):
         if self.top_p is not None:
             kwargs["top_p"] = self.top_p
         if getattr(self.llm, "json_schema_decoding", False):
-            kwargs["response_format"] = self.llm.response_format_for(self.reply_schema(inp))  # type: ignore
+            kwargs["response_format"] = self._response_format(inp)
         return kwargs
+
+    def _response_format(self, inp: BaseModel) -> dict[str, Any]:
+        """The request's ``response_format``: the static schema's is rewritten grammar-safe once per module (every
+        call would otherwise walk the whole schema again), a state-dependent grammar's on every call."""
+        schema = self.reply_schema(inp)
+        if schema is not _output_schema(self.output_model):
+            return self.llm.response_format_for(schema)  # type: ignore[attr-defined]
+        if self._static_format is None:
+            self._static_format = self.llm.response_format_for(schema)  # type: ignore[attr-defined]
+        return self._static_format
 
     def reply_schema(self, inp: BaseModel) -> dict[str, Any]:
         """The JSON schema one request's reply must follow: the output model's, or -- with a grammar -- the same

@@ -35,10 +35,11 @@ from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from map_agent.files import fill
 from map_agent.tools.maze import (
     ACTION_SETS,
     Maze,
@@ -178,6 +179,11 @@ def _prompt_file(name: str) -> str:
     return (resources.files("map_agent.prompts") / "maze_code" / name).read_text(encoding="utf-8")
 
 
+def _filled(name: str, **values: Any) -> str:
+    """The prompt template ``name`` with its placeholders filled (a bad one names the file: ``files.fill``)."""
+    return fill(resources.files("map_agent.prompts") / "maze_code" / name, _prompt_file(name), **values)
+
+
 def _number(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else repr(float(x))
 
@@ -191,8 +197,8 @@ def user_prompt(problem: MazeProblem, prompt: Prompt = "paper") -> str:
     only form that also covers diagonals, jumps and knight moves.
     """
     c = problem.config
-    return _prompt_file(f"{prompt}.user.md").format(
-        maze=grid_literal(problem.grid), agent=c.agent, goal=c.goal, wall=c.wall, empty=c.empty,
+    return _filled(
+        f"{prompt}.user.md", maze=grid_literal(problem.grid), agent=c.agent, goal=c.goal, wall=c.wall, empty=c.empty,
         actions=", ".join(f"({dr}, {dc})" for dr, dc in c.actions), reward=_number(c.reward)).strip()
 
 
@@ -207,7 +213,7 @@ def prompt_tuning_prompt(problem: MazeProblem, shots: Sequence[MazeProblem]) -> 
     the script, then the problem. The paper's samples also carry CodeLlama's ``[INST]`` tokens inside the
     prompt; a chat API wraps the message in its own template, so they are left out."""
     samples = "\n\n".join(f"{user_prompt(shot)}\n\n{answer(shot)}" for shot in shots)
-    return _prompt_file("paper.examples.md").format(samples=samples.strip(), problem=user_prompt(problem)).strip()
+    return _filled("paper.examples.md", samples=samples.strip(), problem=user_prompt(problem)).strip()
 
 
 _SCRIPT = '''\
