@@ -119,6 +119,28 @@ def test_an_evaluation_summary_counts_the_unused_calls(tmp_path):
     assert summary["deviations"] == {"speculative_predict": True}
 
 
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_problems_in_threads_hand_the_gil_on_within_a_millisecond_and_leave_the_setting_as_it_was(tmp_path,
+                                                                                                  concurrency):
+    import sys
+
+    from map_agent.eval.runner import SWITCH_INTERVAL, Evaluation, RunSpec
+
+    seen = []
+
+    class Watching(OracleChatModel):
+        def _generate(self, *args, **kwargs):
+            seen.append(sys.getswitchinterval())
+            return super()._generate(*args, **kwargs)
+
+    spec = RunSpec(task="hanoi", split="test3", runs=1, backend="scripted", model=None, config=MAPConfig(),
+                   problem_ids=["1", "2", "7"])
+    before = sys.getswitchinterval()
+    summary = Evaluation(spec, tmp_path, "run", llm=Watching(), cache=False, concurrency=concurrency).run()
+    assert summary["records"] == 3 and seen and sys.getswitchinterval() == before
+    assert set(seen) == ({SWITCH_INTERVAL} if concurrency > 1 else {before})
+
+
 def test_speculative_orchestrator_asks_the_checks_after_a_not_yet_beside_it():
     problem = HANOI.problem(7)
     default = MAPAgent(problem, backend="oracle")
