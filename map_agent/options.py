@@ -114,7 +114,8 @@ OPTIONS: dict[str, Option] = {
         "and an adapter per module (llama.cpp's server, vLLM --lora-modules); other modules ask for --model")},
         MODEL, ("openai",)),
     "module_models": Option(("--module-models",), {"metavar": "FILE", "help": (
-        "the same for several modules: a JSON or YAML file {module: model name} (--module-model wins)")},
+        "the same for several modules: a JSON file, or YAML if named .yaml or .yml, {module: model name} "
+        "(--module-model wins)")},
         MODEL, ("openai",)),
     "lora": Option(("--lora",), {"metavar": "GGUF", "help": "LoRA adapter (GGUF) for the local model"},
                    MODEL, ("local",)),
