@@ -135,6 +135,16 @@ def plan(problem, url: str, options: dict[str, Any], *, sequential: bool = False
             "plan": [a.model_dump() for a in result.actions]}
 
 
+def checked_model(problem, url: str) -> Any:
+    """The chat model of ``url``, its endpoint and ``problem``'s prompts checked once, as an evaluation's is, for
+    many plans (``plan(llm=...)``)."""
+    from map_agent import MAPAgent
+
+    first = MAPAgent(problem, backend="openai", model=MODEL, base_url=url, cache=False)
+    first.prepare()
+    return first.llm
+
+
 def total(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out = {k: sum(r[k] for r in runs) for k in ("wall_s", "cpu_s", "calls", "supersteps", "unused_calls", "solved")}
     out["wall_s"], out["cpu_s"] = round(out["wall_s"], 2), round(out["cpu_s"], 2)
@@ -142,11 +152,7 @@ def total(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def schedule(problems, url: str, options: dict[str, Any], latency: float) -> dict[str, Any]:
-    from map_agent import MAPAgent
-
-    first = MAPAgent(problems[0], backend="openai", model=MODEL, base_url=url, cache=False)
-    first.prepare()  # the endpoint and the prompts, checked once for every plan on ``llm``
-    llm = first.llm
+    llm = checked_model(problems[0], url)
     parallel = [plan(p, url, options, llm=llm) for p in problems]
     sequential = [plan(p, url, options, sequential=True, llm=llm) for p in problems]
     par, seq = total(parallel), total(sequential)
@@ -176,13 +182,11 @@ def cached_rerun(problems, url: str) -> dict[str, Any]:
 
 
 def cpu_per_module_call(problems, url: str, instant_url: str, latency: float) -> dict[str, Any]:
-    from map_agent import MAPAgent
     from map_agent.llm.http import BoundedTransport
 
     def cpu_ms(at: str) -> float:
-        first = MAPAgent(problems[0], backend="openai", model=MODEL, base_url=at, cache=False)
-        first.prepare()
-        runs = total([plan(p, at, {}, llm=first.llm) for p in problems])
+        llm = checked_model(problems[0], at)
+        runs = total([plan(p, at, {}, llm=llm) for p in problems])
         return round(1000 * runs["cpu_s"] / runs["calls"], 2)
 
     out = {"zero_latency_server_ms": cpu_ms(instant_url), "latency_server_ms": cpu_ms(url)}

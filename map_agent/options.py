@@ -27,7 +27,7 @@ from pydantic import StringConstraints
 
 from map_agent.config import DEVIATIONS, ERROR_KINDS, Corruption, Impl, MAPConfig
 from map_agent.files import load_file
-from map_agent.llm.endpoint import JSON_SCHEMA_CHOICES, env_api_key
+from map_agent.llm.endpoint import DEFAULT_API_KEY_ENV, JSON_SCHEMA_CHOICES, env_api_key
 from map_agent.task import MODULES
 
 #: chat-model backends ("oracle": the task's symbolic modules, no language model)
@@ -89,7 +89,7 @@ OPTIONS: dict[str, Option] = {
     "base_url": Option(("--base-url",), {"help": "OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 "
                                                  "(else MAP_AGENT_BASE_URL, else OPENAI_BASE_URL)"},
                        MODEL, ("openai",)),
-    "api_key_env": Option(("--api-key-env",), {"default": "OPENAI_API_KEY", "metavar": "VAR", "help": (
+    "api_key_env": Option(("--api-key-env",), {"default": DEFAULT_API_KEY_ENV, "metavar": "VAR", "help": (
         "environment variable holding the API key (the key itself never goes on the command line, in a "
         "record or in the prompt cache's keys)")}, MODEL, ("openai",)),
     "timeout": Option(("--timeout",), {"type": seconds, "default": 120.0, "help": (
@@ -266,7 +266,7 @@ def chat_options(args: argparse.Namespace, **command_defaults: Any) -> dict[str,
     elif args.backend == "openai":
         options.update(base_url=chosen["base_url"], json_schema=chosen["json_schema"] or "auto",
                        timeout=chosen["timeout"] or OPTIONS["timeout"].settings["default"],
-                       api_key_env=chosen["api_key_env"] or "OPENAI_API_KEY",
+                       api_key_env=chosen["api_key_env"] or DEFAULT_API_KEY_ENV,
                        context_length=chosen["context_length"])
         if routes := module_models(args):
             options["module_models"] = routes

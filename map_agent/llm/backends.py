@@ -41,6 +41,7 @@ from map_agent.learned.adapters import ADAPTERS, adapter_path
 from map_agent.llm.cache import open_cache
 from map_agent.llm.context import ContextWindowError, PromptCounter, inspect_server, window_in_refusal
 from map_agent.llm.endpoint import (
+    DEFAULT_API_KEY_ENV,
     JSON_SCHEMA_CHOICES,
     JSON_SCHEMA_FORMS,
     FormChoice,
@@ -241,7 +242,7 @@ def _text(content: Any) -> str:
 
 def make_chat_model(backend: str, model: str | None = None, *, cache: BaseCache | bool | None = None,
                     threads: int | None = None, base_url: str | None = None, api_key: str | None = None,
-                    api_key_env: str = "OPENAI_API_KEY", max_tokens: int = 512, json_schema: bool | str = "auto",
+                    api_key_env: str = DEFAULT_API_KEY_ENV, max_tokens: int = 512, json_schema: bool | str = "auto",
                     context_length: int | None = None, lora_path: str | None = None, n_ctx: int = 8192,
                     timeout: float = DEFAULT_TIMEOUT, module_models: dict[str, str] | None = None,
                     state_dir: str | Path | bool | None = None, **kwargs: Any) -> BaseChatModel:

@@ -34,6 +34,7 @@ import sys
 from collections.abc import Sequence
 from functools import cache
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -175,13 +176,17 @@ PROMPTS: tuple[Prompt, ...] = ("paper", "map-agent")
 ANSWER_LEAD = "Give me the solution of the problem:"
 
 
+def _prompt_path(name: str) -> Traversable:
+    return resources.files("map_agent.prompts") / "maze_code" / name
+
+
 def _prompt_file(name: str) -> str:
-    return (resources.files("map_agent.prompts") / "maze_code" / name).read_text(encoding="utf-8")
+    return _prompt_path(name).read_text(encoding="utf-8")
 
 
 def _filled(name: str, **values: Any) -> str:
     """The prompt template ``name`` with its placeholders filled (a bad one names the file: ``files.fill``)."""
-    return fill(resources.files("map_agent.prompts") / "maze_code" / name, _prompt_file(name), **values)
+    return fill(_prompt_path(name), _prompt_file(name), **values)
 
 
 def _number(x: float) -> str:
