@@ -23,6 +23,7 @@ import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from string import Formatter
 from typing import Any
@@ -91,9 +92,16 @@ def load_file(path: str | Path, schema: Any, *, text: str | None = None, context
         except json.JSONDecodeError as e:
             raise FileError(f"{path}: not JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     try:
-        return TypeAdapter(schema).validate_python(raw, context=context)
+        return _adapter(schema).validate_python(raw, context=context)
     except ValidationError as e:
         raise FileError(f"{path}: {validation_message(e, 'the whole file')}") from None
+
+
+@cache
+def _adapter(schema: Any) -> TypeAdapter:
+    """One validator per schema: pydantic builds it anew for every ``TypeAdapter``, a good part of reading a
+    module's examples, which every plan does for each of its modules."""
+    return TypeAdapter(schema)
 
 
 def fill(path: str | Path, template: str, **values: Any) -> str:

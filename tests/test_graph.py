@@ -82,6 +82,17 @@ def test_interrupted_run_resumes_by_thread_id_without_redoing_work():
     assert result.usage.total.calls == full.usage.total.calls and done_before > 0
 
 
+def test_agents_of_one_model_share_its_compiled_graph_but_never_their_runs():
+    model, other = OracleChatModel(), OracleChatModel()
+    first, second = (MAPAgent(hanoi.problem(7), llm=model, cache=False) for _ in range(2))
+    assert first.graph.nodes["MAP"] is second.graph.nodes["MAP"]  # compiled once for the model
+    assert MAPAgent(hanoi.problem(7), llm=other, cache=False).graph.nodes["MAP"] is not first.graph.nodes["MAP"]
+    assert first.graph.checkpointer is not second.graph.checkpointer
+    list(itertools.islice(first.stream("same-id"), 12))  # one agent's thread stops part-way
+    assert not second.graph.get_state({"configurable": {"thread_id": "same-id"}}).values
+    assert second.plan("same-id").solved and first.plan("same-id").solved
+
+
 def test_ablation_flags_change_which_modules_run():
     p = hanoi.problem(7)
     base = MAPAgent(p, backend="oracle").plan()

@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 
+import httpx
 import pytest
 from fake_openai import FakeOpenAI
 from hypothesis import given, settings
@@ -25,6 +26,7 @@ from map_agent.eval.records import append_record, read_records
 from map_agent.eval.runner import Evaluation, RunSpec
 from map_agent.llm import make_chat_model
 from map_agent.llm.backends import SetupError, check_endpoint
+from map_agent.llm.http import bounded_client
 from map_agent.tasks.maze.data import load_test_set
 from map_agent.tools.sandbox import SandboxLimits
 from map_agent.tools.value_iteration_tool import solve, value_iteration_tool
@@ -249,6 +251,31 @@ def test_timeout_bounds_the_whole_request_and_reply_bodies_are_capped():
             check_endpoint(make_chat_model("openai", "m", base_url=url, timeout=1.0, cache=False))
         assert time.monotonic() - started < seconds
         server.close()
+
+
+def test_the_transport_speaks_http_1_1_and_refuses_a_header_with_a_line_break():
+    def answer(connection):  # a chunked reply from an HTTP/1.1 server, the request echoed in a header
+        head = connection.recv(65536).split(b"\r\n\r\n")[0]
+        echo = head.split(b"\r\n")[0]
+        with contextlib.suppress(OSError):
+            connection.sendall(b"HTTP/1.1 200 OK\r\nX-Request: " + echo + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
+                               b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+            connection.close()
+
+    server, url = _raw_server(answer)
+    with bounded_client(5.0) as client:
+        reply = client.post(f"{url}/chat/completions?x=1", content=b"{}")
+        assert reply.status_code == 200 and reply.content == b"hello world"
+        assert reply.headers["x-request"] == "POST /v1/chat/completions?x=1 HTTP/1.1"
+        assert reply.extensions["http_version"] == b"HTTP/1.1"
+        with pytest.raises(httpx.LocalProtocolError, match="line break"):
+            client.post(f"{url}/chat/completions", headers={"Authorization": "Bearer k\r\nX-Evil: 1"})
+        with socket.socket() as unused:  # a port that nothing listens on
+            unused.bind(("127.0.0.1", 0))
+            port = unused.getsockname()[1]
+        with pytest.raises(httpx.ConnectError):
+            client.post(f"http://127.0.0.1:{port}/v1/chat/completions", content=b"{}")
+    server.close()
 
 
 def test_a_429_on_the_start_up_probe_is_waited_out():

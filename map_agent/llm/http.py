@@ -14,6 +14,7 @@ has a socket of its own to shut down (one TCP connect per request: nothing next 
 from __future__ import annotations
 
 import heapq
+import http.client
 import itertools
 import socket
 import ssl
@@ -27,6 +28,8 @@ import httpx
 
 #: the largest reply body read from an endpoint (a chat completion is kilobytes)
 MAX_REPLY_BYTES = 32 * 1024 * 1024
+#: bytes read from a reply at a time
+CHUNK_BYTES = 64 * 1024
 
 
 @cache
@@ -88,64 +91,94 @@ class ReplyTooLarge(httpx.TransportError):
     """A reply body over ``MAX_REPLY_BYTES``: the server misbehaves, the request failed (and may be retried)."""
 
 
-class BoundedTransport(httpx.HTTPTransport):
+class BoundedTransport(httpx.BaseTransport):
     """An ``httpx`` transport whose every request ends within ``deadline`` seconds (raising ``httpx.ReadTimeout``)
-    and whose reply bodies are at most ``max_bytes`` (raising ``ReplyTooLarge``)."""
+    and whose reply bodies are at most ``max_bytes`` (raising ``ReplyTooLarge``).
 
-    def __init__(self, deadline: float, max_bytes: int = MAX_REPLY_BYTES, **kwargs: Any) -> None:
-        super().__init__(limits=httpx.Limits(max_keepalive_connections=0), **{"verify": tls_context(), **kwargs})
+    Each request is one ``http.client`` connection of the standard library: the transport owns its socket (the
+    watchdog shuts exactly that one down), and a loopback round trip costs about a third of the CPU that httpcore
+    and h11 spend on it (``bench/bench_schedule.py``'s ``cpu_per_module_call``). The client above it is still
+    ``httpx``, as the OpenAI SDK expects; the body is passed on as the server sent it (httpx decodes it)."""
+
+    def __init__(self, deadline: float, max_bytes: int = MAX_REPLY_BYTES) -> None:
         self.deadline, self.max_bytes = deadline, max_bytes
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        sockets: list[socket.socket] = []
+        url = request.url
+        if url.scheme == "https":
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                url.host, url.port or 443, timeout=self.deadline, context=tls_context())
+        elif url.scheme == "http":
+            conn = http.client.HTTPConnection(url.host, url.port or 80, timeout=self.deadline)
+        else:
+            raise httpx.UnsupportedProtocol(f"the URL's scheme is {url.scheme!r}: http or https", request=request)
         expired = threading.Event()
-        outer_trace = request.extensions.get("trace")
-
-        def trace(event: str, info: dict[str, Any]) -> None:  # httpcore reports each new connection's stream
-            if event == "connection.connect_tcp.complete" and info.get("return_value") is not None:
-                sock = info["return_value"].get_extra_info("socket")
-                if sock is not None:
-                    sockets.append(sock)
-                    if expired.is_set():
-                        _shut(sock)
-            if outer_trace:
-                outer_trace(event, info)
 
         def expire() -> None:
             expired.set()
-            for sock in sockets:
-                _shut(sock)
+            if conn.sock is not None:
+                _shut(conn.sock)
 
-        request.extensions["trace"] = trace
         started = time.monotonic()
         cancel = _DEADLINES.add(self.deadline, expire)
         try:
-            response = super().handle_request(request)
-            try:
-                body = bytearray()
-                for chunk in response.stream:
-                    body += chunk
-                    if len(body) > self.max_bytes:
-                        raise ReplyTooLarge(f"the reply body exceeds {self.max_bytes // 2**20} MiB", request=request)
-            finally:
-                response.close()
-        except httpx.TransportError as e:
+            status, version, headers, body = self._exchange(conn, request, expired)
+        except (OSError, http.client.HTTPException) as e:
             if expired.is_set() or time.monotonic() - started >= self.deadline:
                 raise httpx.ReadTimeout(f"no complete reply within {self.deadline:g} s", request=request) from e
-            raise
+            raise _transport_error(e, connected=conn.sock is not None)(str(e) or type(e).__name__,
+                                                                      request=request) from e
         finally:
             cancel()
+            conn.close()
         if expired.is_set():
             raise httpx.ReadTimeout(f"no complete reply within {self.deadline:g} s", request=request)
-        return httpx.Response(response.status_code, headers=response.headers, content=bytes(body),
-                              request=request, extensions={"http_version": response.extensions.get("http_version",
-                                                                                                    b"HTTP/1.1")})
+        return httpx.Response(status, headers=headers, content=body, request=request,
+                              extensions={"http_version": version})
+
+    def _exchange(self, conn: http.client.HTTPConnection, request: httpx.Request,
+                  expired: threading.Event) -> tuple[int, bytes, list[tuple[bytes, bytes]], bytes]:
+        """Send ``request`` as httpx built it (its own Host and length headers), in one write, and read the
+        reply, capped. The head is written here rather than by ``putheader``, whose per-header checks cost more
+        than the rest of the request; the one check that matters, no line break inside a header, is kept."""
+        lines = [b"%s %s HTTP/1.1" % (request.method.encode("ascii"), request.url.raw_path)]
+        for name, value in request.headers.raw:
+            if any(c in name or c in value for c in (b"\r", b"\n", b"\0")):
+                raise httpx.LocalProtocolError(f"the header {name.decode('latin-1')!r} holds a line break",
+                                               request=request)
+            lines.append(name + b": " + value)
+        conn.connect()
+        if expired.is_set():  # the deadline passed while connecting: the watchdog found no socket to shut
+            _shut(conn.sock)
+        conn.sock.sendall(b"\r\n".join(lines) + b"\r\n\r\n" + request.read())
+        response = http.client.HTTPResponse(conn.sock, method=request.method)
+        try:
+            response.begin()
+            body = bytearray()
+            while chunk := response.read(CHUNK_BYTES):
+                body += chunk
+                if len(body) > self.max_bytes:
+                    raise ReplyTooLarge(f"the reply body exceeds {self.max_bytes // 2**20} MiB", request=request)
+        finally:
+            response.close()
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.getheaders()]
+        return response.status, b"HTTP/1.0" if response.version == 10 else b"HTTP/1.1", headers, bytes(body)
+
+
+def _transport_error(error: Exception, connected: bool) -> type[httpx.TransportError]:
+    """The httpx error the OpenAI SDK and the retry policy expect for a standard-library failure."""
+    if isinstance(error, TimeoutError):
+        return httpx.ReadTimeout if connected else httpx.ConnectTimeout
+    if isinstance(error, http.client.HTTPException):
+        return httpx.RemoteProtocolError
+    return httpx.ReadError if connected else httpx.ConnectError
 
 
 def _shut(sock: socket.socket) -> None:
-    """End a socket's blocking reads at once (from another thread)."""
+    """End a socket's blocking reads at once (from another thread); a TLS socket's own ``shutdown`` would also drop
+    its TLS state under the reading thread, so the operating system's is called."""
     try:
-        sock.shutdown(socket.SHUT_RDWR)
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
     except OSError:  # already closed
         pass
 

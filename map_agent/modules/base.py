@@ -323,7 +323,7 @@ class LLMModule(Module):
         role_file = self.prompt_file(".md")
         if not role_file.exists():
             raise FileNotFoundError(f"{self.task.name}: no prompt for the {self.name} at {role_file}")
-        schema = json.dumps(self.output_model.model_json_schema())
+        schema = json.dumps(_output_schema(self.output_model))
         system = apply_hints("\n\n".join([
             self.task.describe(transfer_form(self.problem, self.examples_form)),
             _read(role_file).strip(),

@@ -15,10 +15,11 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import orjson
 from pydantic import BaseModel
 
 from map_agent.config import Resolved
-from map_agent.task import Problem, Task, canonical
+from map_agent.task import Problem, Task
 
 #: graph-state fields holding module results: table name -> module that fills it
 TABLES = {
@@ -33,9 +34,12 @@ TABLE_OF = {module: table for table, module in TABLES.items()}
 
 
 def key(*parts: BaseModel | str | int) -> str:
-    """A short stable key for a tuple of values (states, goals, actions, round numbers)."""
-    text = "|".join(p if isinstance(p, str) else str(p) if isinstance(p, int) else canonical(p) for p in parts)
-    return hashlib.sha1(text.encode()).hexdigest()[:20]
+    """A short stable key for a tuple of values (states, goals, actions, round numbers). Every pass of the search
+    computes the keys of the whole tree again, some eight per module call, so a value is serialised by orjson
+    (sorted keys, as ``canonical``) rather than the standard library's encoder, at a third of the cost."""
+    text = b"|".join(p.encode() if isinstance(p, str) else str(p).encode() if isinstance(p, int) else
+                     orjson.dumps(p.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS) for p in parts)
+    return hashlib.sha1(text).hexdigest()[:20]
 
 
 class Job(BaseModel):
