@@ -18,7 +18,9 @@ parsing, graph. Measured, on the first ``--problems`` test3 problems:
   ``--latency`` one (``latency_server_ms``), and against the one that answers at once while the client thread
   sleeps ``--latency`` after each reply (``zero_latency_client_sleep_ms``: the same code, made to wait as long).
   Waiting costs CPU that no code path spends: the caches and the core a process left while it slept are cold when
-  it wakes; the last figure measures that on the same calls;
+  it wakes; the last figure measures that on the same calls. Servers keep connections alive, as real model servers
+  do; ``zero_latency_server_one_request_per_connection_ms`` is the instant server speaking HTTP/1.0, a TCP
+  connection per request;
 * ``eval``: ``Evaluation`` over ``--eval-problems`` problems at each ``--concurrency``, against the ideal: the
   wall time at concurrency 1 spread evenly over the workers (never less than the longest problem); and the
   CPU time per module call of the concurrency-1 run, whose model is built and checked once.
@@ -98,10 +100,11 @@ def _problem(disks: int):
     return HanoiTask().problems("all3" if disks == 3 else "test4")[0]
 
 
-def serve(latency: float, port: multiprocessing.connection.Connection) -> None:
+def serve(latency: float, port: multiprocessing.connection.Connection, keep_alive: bool = True) -> None:
     """The server process: answer until killed, each request ``latency`` seconds after it came, its answer computed
     within that time (so the requests of one superstep do not queue behind each other's oracle searches, as they
-    would not on a model server that batches them)."""
+    would not on a model server that batches them); connections kept alive between requests, as real model servers
+    keep them (``keep_alive=False``: one request per connection, HTTP/1.0)."""
 
     def respond(n: int, request: dict[str, Any]) -> tuple[int, str, bytes]:
         started = time.monotonic()
@@ -109,7 +112,7 @@ def serve(latency: float, port: multiprocessing.connection.Connection) -> None:
         time.sleep(max(0.0, latency - (time.monotonic() - started)))
         return 200, "application/json", reply
 
-    with FakeOpenAI(respond=respond) as server:
+    with FakeOpenAI(respond=respond, keep_alive=keep_alive) as server:
         port.send(server.url)
         port.close()
         while True:
@@ -181,7 +184,7 @@ def cached_rerun(problems, url: str) -> dict[str, Any]:
             "cpu_ms_per_cached_call": round(1000 * again["cpu_s"] / again["calls"], 2)}
 
 
-def cpu_per_module_call(problems, url: str, instant_url: str, latency: float) -> dict[str, Any]:
+def cpu_per_module_call(problems, url: str, instant_url: str, closing_url: str, latency: float) -> dict[str, Any]:
     from map_agent.llm.http import BoundedTransport
 
     def cpu_ms(at: str) -> float:
@@ -189,7 +192,8 @@ def cpu_per_module_call(problems, url: str, instant_url: str, latency: float) ->
         runs = total([plan(p, at, {}, llm=llm) for p in problems])
         return round(1000 * runs["cpu_s"] / runs["calls"], 2)
 
-    out = {"zero_latency_server_ms": cpu_ms(instant_url), "latency_server_ms": cpu_ms(url)}
+    out = {"zero_latency_server_ms": cpu_ms(instant_url), "latency_server_ms": cpu_ms(url),
+           "zero_latency_server_one_request_per_connection_ms": cpu_ms(closing_url)}
     handle = BoundedTransport.handle_request
 
     def waiting(self: BoundedTransport, request: Any) -> Any:
@@ -244,12 +248,13 @@ def main() -> None:
 
     test3 = HanoiTask().problems("test3")
     servers, urls = [], []
-    for latency in (args.latency, 0.0):
+    for latency, keep_alive in ((args.latency, True), (0.0, True), (0.0, False)):
         receive, send = multiprocessing.Pipe(duplex=False)
-        servers.append(multiprocessing.get_context("spawn").Process(target=serve, args=(latency, send), daemon=True))
+        servers.append(multiprocessing.get_context("spawn").Process(target=serve, args=(latency, send, keep_alive),
+                                                                    daemon=True))
         servers[-1].start()
         urls.append(receive.recv())
-    url, instant_url = urls
+    url, instant_url, closing_url = urls
     try:
         problems = test3[: args.problems]
         plan(problems[0], url, {})  # imports and first prompts: not part of any measurement
@@ -261,7 +266,7 @@ def main() -> None:
             **{name: {k: v for k, v in run.items() if k != "plans"} for name, run in runs.items()},
             "same_plans_every_schedule": all(run["plans"] == runs["default"]["plans"] for run in runs.values()),
             "cached_rerun": cached_rerun(problems, url),
-            "cpu_per_module_call": cpu_per_module_call(problems, url, instant_url, args.latency),
+            "cpu_per_module_call": cpu_per_module_call(problems, url, instant_url, closing_url, args.latency),
         }
         if args.eval_problems:
             report["eval"] = evaluation(test3[: args.eval_problems], url, args.concurrency)

@@ -62,13 +62,16 @@ class FakeOpenAI:
 
     ``delay``: seconds before each answer; ``hang_after``: answer that many requests, then hold every later
     connection open without a byte until the server stops; ``respond``: ``(n, body) -> (status, content type,
-    bytes)`` or ``None`` for the normal reply, to script errors and garbage. ``requests`` keeps every request.
+    bytes)`` or ``None`` for the normal reply, to script errors and garbage; ``keep_alive``: speak HTTP/1.1 and keep
+    connections open between requests, as real model servers do (default: HTTP/1.0, one request per connection).
+    ``requests`` keeps every request, with the client's port (``client_port``: one per connection).
     """
 
     def __init__(self, delay: float = 0.0, hang_after: int | None = None,
                  respond: Callable[[int, dict[str, Any]], tuple[int, str, bytes] | None] | None = None,
-                 path: str = "/v1") -> None:
+                 path: str = "/v1", keep_alive: bool = False) -> None:
         self.delay, self.hang_after, self.respond, self.path = delay, hang_after, respond, path
+        self.keep_alive = keep_alive
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -83,11 +86,15 @@ class FakeOpenAI:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if self.keep_alive else "HTTP/1.0"
+            disable_nagle_algorithm = True  # as model servers do: a reply's head and body go out at once
+
             def do_POST(self) -> None:  # noqa: N802 -- http.server's naming
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 with fake._lock:
                     n = len(fake.requests)
-                    fake.requests.append({"path": self.path, "body": body, "headers": dict(self.headers)})
+                    fake.requests.append({"path": self.path, "body": body, "headers": dict(self.headers),
+                                          "client_port": self.client_address[1]})
                 if fake.hang_after is not None and n >= fake.hang_after:
                     fake._stop.wait()  # never answer while the server runs
                     return

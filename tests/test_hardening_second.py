@@ -278,6 +278,30 @@ def test_the_transport_speaks_http_1_1_and_refuses_a_header_with_a_line_break():
     server.close()
 
 
+def test_connections_are_kept_alive_where_the_server_allows_and_a_closed_one_is_replaced():
+    for keep_alive, connections in ((True, 1), (False, 3)):
+        with FakeOpenAI(keep_alive=keep_alive) as server, bounded_client(5.0) as client:
+            for _ in range(3):
+                assert client.post(f"{server.url}/chat/completions", content=b"{}").status_code == 200
+            assert len({r["client_port"] for r in server.requests}) == connections
+
+    accepted = []
+
+    def once_then_close(connection):  # answers one request as HTTP/1.1 (kept alive), then hangs up
+        accepted.append(connection)
+        connection.recv(65536)
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        connection.close()
+
+    server, url = _raw_server(once_then_close)
+    with bounded_client(5.0) as client:
+        assert client.post(f"{url}/chat/completions", content=b"{}").content == b"ok"
+        time.sleep(0.1)  # the server has closed the kept connection by now
+        assert client.post(f"{url}/chat/completions", content=b"{}").content == b"ok"
+    assert len(accepted) == 2
+    server.close()
+
+
 def test_a_429_on_the_start_up_probe_is_waited_out():
     def busy_twice(n, request):
         return (429, "application/json", b'{"error": {"message": "slow down"}}') if n < 2 else None

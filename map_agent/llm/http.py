@@ -3,8 +3,8 @@
 httpx's timeouts bound each socket operation, so a server that sends one byte a second holds a request (and a
 run's start-up check) for as long as it likes, and a reply body is read into memory whatever its size.
 ``BoundedTransport`` bounds the whole request, connect to last byte: a watchdog shuts the request's socket down
-at the deadline, and the body is read in chunks and refused past a cap. Keep-alive is off so that every request
-has a socket of its own to shut down (one TCP connect per request: nothing next to a model reply).
+at the deadline, and the body is read in chunks and refused past a cap. A request has its connection to itself
+(kept alive for the next request once its reply is read), so the watchdog knows which socket to shut down.
 
 >>> with bounded_client(5.0) as client:
 ...     type(client._transport).__name__
@@ -16,6 +16,7 @@ from __future__ import annotations
 import heapq
 import http.client
 import itertools
+import os
 import socket
 import ssl
 import threading
@@ -30,6 +31,8 @@ import httpx
 MAX_REPLY_BYTES = 32 * 1024 * 1024
 #: bytes read from a reply at a time
 CHUNK_BYTES = 64 * 1024
+#: idle kept-alive connections per server (as many as a wide evaluation has requests in flight)
+KEPT_ALIVE = 64
 
 
 @cache
@@ -95,49 +98,102 @@ class BoundedTransport(httpx.BaseTransport):
     """An ``httpx`` transport whose every request ends within ``deadline`` seconds (raising ``httpx.ReadTimeout``)
     and whose reply bodies are at most ``max_bytes`` (raising ``ReplyTooLarge``).
 
-    Each request is one ``http.client`` connection of the standard library: the transport owns its socket (the
-    watchdog shuts exactly that one down), and a loopback round trip costs about a third of the CPU that httpcore
-    and h11 spend on it (``bench/bench_schedule.py``'s ``cpu_per_module_call``). The client above it is still
-    ``httpx``, as the OpenAI SDK expects; the body is passed on as the server sent it (httpx decodes it)."""
+    Requests go over the standard library's ``http.client`` connections, kept alive between requests where the
+    server allows it (up to ``KEPT_ALIVE`` idle ones per server). The transport owns each connection's socket, so
+    the watchdog shuts down exactly the one a request is using; a kept-alive connection the server has closed
+    meanwhile is replaced once by a new one. Against httpcore and h11 this costs well under half the CPU per
+    round trip, and a kept connection saves the TCP (and TLS) set-up of every request after the first
+    (``bench/bench_schedule.py``'s ``cpu_per_module_call``). The client above is still ``httpx``, as the OpenAI SDK
+    expects; the body is passed on as the server sent it (httpx decodes it)."""
 
     def __init__(self, deadline: float, max_bytes: int = MAX_REPLY_BYTES) -> None:
         self.deadline, self.max_bytes = deadline, max_bytes
+        self._idle: dict[tuple[str, str, int], list[http.client.HTTPConnection]] = {}
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
-        if url.scheme == "https":
-            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                url.host, url.port or 443, timeout=self.deadline, context=tls_context())
-        elif url.scheme == "http":
-            conn = http.client.HTTPConnection(url.host, url.port or 80, timeout=self.deadline)
-        else:
+        if url.scheme not in ("http", "https"):
             raise httpx.UnsupportedProtocol(f"the URL's scheme is {url.scheme!r}: http or https", request=request)
+        origin = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
         expired = threading.Event()
+        used: list[http.client.HTTPConnection] = []
 
         def expire() -> None:
             expired.set()
-            if conn.sock is not None:
-                _shut(conn.sock)
+            for conn in used:
+                if conn.sock is not None:
+                    _shut(conn.sock)
 
         started = time.monotonic()
         cancel = _DEADLINES.add(self.deadline, expire)
         try:
-            status, version, headers, body = self._exchange(conn, request, expired)
+            conn, reused = self._checkout(origin)
+            used.append(conn)
+            try:
+                reply = self._exchange(conn, request, expired)
+            except _STALE:
+                if not reused or expired.is_set():
+                    raise
+                conn.close()  # the server closed the kept connection while it was idle: once more, on a new one
+                conn = self._new(origin)
+                used.append(conn)
+                reply = self._exchange(conn, request, expired)
         except (OSError, http.client.HTTPException) as e:
+            _close(used)
             if expired.is_set() or time.monotonic() - started >= self.deadline:
                 raise httpx.ReadTimeout(f"no complete reply within {self.deadline:g} s", request=request) from e
-            raise _transport_error(e, connected=conn.sock is not None)(str(e) or type(e).__name__,
-                                                                      request=request) from e
+            raise _transport_error(e, connected=used[-1].sock is not None)(str(e) or type(e).__name__,
+                                                                          request=request) from e
+        except BaseException:
+            _close(used)
+            raise
         finally:
             cancel()
-            conn.close()
+        status, version, headers, body, reusable = reply
         if expired.is_set():
+            conn.close()
             raise httpx.ReadTimeout(f"no complete reply within {self.deadline:g} s", request=request)
+        if reusable:
+            self._checkin(origin, conn)
+        else:
+            conn.close()
         return httpx.Response(status, headers=headers, content=body, request=request,
                               extensions={"http_version": version})
 
+    def _new(self, origin: tuple[str, str, int]) -> http.client.HTTPConnection:
+        scheme, host, port = origin
+        if scheme == "https":
+            return http.client.HTTPSConnection(host, port, timeout=self.deadline, context=tls_context())
+        return http.client.HTTPConnection(host, port, timeout=self.deadline)
+
+    def _checkout(self, origin: tuple[str, str, int]) -> tuple[http.client.HTTPConnection, bool]:
+        """An idle kept-alive connection to ``origin`` (True) or a new, unconnected one (False)."""
+        with self._lock:
+            if self._pid != os.getpid():  # a forked child: the parent's connections are not its to use
+                self._idle, self._pid = {}, os.getpid()
+            idle = self._idle.get(origin)
+            if idle:
+                return idle.pop(), True
+        return self._new(origin), False
+
+    def _checkin(self, origin: tuple[str, str, int], conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(origin, [])
+            if len(idle) < KEPT_ALIVE:
+                idle.append(conn)
+                return
+        conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            _close(conns)
+
     def _exchange(self, conn: http.client.HTTPConnection, request: httpx.Request,
-                  expired: threading.Event) -> tuple[int, bytes, list[tuple[bytes, bytes]], bytes]:
+                  expired: threading.Event) -> tuple[int, bytes, list[tuple[bytes, bytes]], bytes, bool]:
         """Send ``request`` as httpx built it (its own Host and length headers), in one write, and read the
         reply, capped. The head is written here rather than by ``putheader``, whose per-header checks cost more
         than the rest of the request; the one check that matters, no line break inside a header, is kept."""
@@ -147,9 +203,10 @@ class BoundedTransport(httpx.BaseTransport):
                 raise httpx.LocalProtocolError(f"the header {name.decode('latin-1')!r} holds a line break",
                                                request=request)
             lines.append(name + b": " + value)
-        conn.connect()
-        if expired.is_set():  # the deadline passed while connecting: the watchdog found no socket to shut
-            _shut(conn.sock)
+        if conn.sock is None:
+            conn.connect()
+            if expired.is_set():  # the deadline passed while connecting: the watchdog found no socket to shut
+                _shut(conn.sock)
         conn.sock.sendall(b"\r\n".join(lines) + b"\r\n\r\n" + request.read())
         response = http.client.HTTPResponse(conn.sock, method=request.method)
         try:
@@ -162,7 +219,17 @@ class BoundedTransport(httpx.BaseTransport):
         finally:
             response.close()
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.getheaders()]
-        return response.status, b"HTTP/1.0" if response.version == 10 else b"HTTP/1.1", headers, bytes(body)
+        return (response.status, b"HTTP/1.0" if response.version == 10 else b"HTTP/1.1", headers, bytes(body),
+                not response.will_close)
+
+
+#: a kept-alive connection that the server closed while it was idle fails with one of these before any reply
+_STALE = (http.client.RemoteDisconnected, ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
+
+
+def _close(conns: list[http.client.HTTPConnection]) -> None:
+    for conn in conns:
+        conn.close()
 
 
 def _transport_error(error: Exception, connected: bool) -> type[httpx.TransportError]:
