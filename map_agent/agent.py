@@ -268,11 +268,12 @@ def _as_cache(cache: BaseCache | str | Path | bool | None) -> BaseCache | bool:
     return open_cache(cache)  # a directory, a redis:// URL, $MAP_AGENT_CACHE_URL, or the default directory
 
 
-#: the MAP graphs compiled for the latest chat models: id -> (model, graph); bounded, as each holds its model
+#: the MAP graphs compiled for the latest chat models: id -> (model, graph)
 _COMPILED: OrderedDict[int, tuple[BaseChatModel | None, Any]] = OrderedDict()
 _COMPILED_LOCK = threading.Lock()
-#: chat models whose compiled graph is kept
-COMPILED_KEPT = 8
+#: chat models whose compiled graph is kept: a graph holds its model (an embedded one holds its weights and
+#: contexts), so only the latest two outlive their agents; an evaluation uses one
+COMPILED_KEPT = 2
 
 
 def compiled_for(llm: BaseChatModel | None) -> Any:

@@ -1,11 +1,14 @@
 """The compiled LangGraph state machine: wiring, scripted-model runs, failure handling, checkpoints."""
 
+import gc
 import itertools
+import weakref
 
 import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
 from map_agent import MAPAgent, MAPConfig
+from map_agent.agent import COMPILED_KEPT
 from map_agent.graph.build import build_graph
 from map_agent.modules import OracleChatModel
 from map_agent.tasks import hanoi
@@ -91,6 +94,17 @@ def test_agents_of_one_model_share_its_compiled_graph_but_never_their_runs():
     list(itertools.islice(first.stream("same-id"), 12))  # one agent's thread stops part-way
     assert not second.graph.get_state({"configurable": {"thread_id": "same-id"}}).values
     assert second.plan("same-id").solved and first.plan("same-id").solved
+
+
+def test_a_model_no_agent_uses_is_let_go_once_newer_ones_have_graphs():
+    model = OracleChatModel()
+    MAPAgent(hanoi.problem(7), llm=model, cache=False).plan()
+    gone = weakref.ref(model)
+    del model
+    for _ in range(COMPILED_KEPT):
+        MAPAgent(hanoi.problem(7), llm=OracleChatModel(), cache=False)
+    gc.collect()
+    assert gone() is None
 
 
 def test_ablation_flags_change_which_modules_run():
