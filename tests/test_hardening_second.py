@@ -275,6 +275,8 @@ def test_the_transport_speaks_http_1_1_and_refuses_a_header_with_a_line_break():
             port = unused.getsockname()[1]
         with pytest.raises(httpx.ConnectError):
             client.post(f"http://127.0.0.1:{port}/v1/chat/completions", content=b"{}")
+        with pytest.raises(httpx.ConnectError, match="SSL|TLS|record"):  # https to a plain-HTTP server
+            client.post(url.replace("http://", "https://") + "/chat/completions", content=b"{}")
     server.close()
 
 

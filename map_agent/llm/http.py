@@ -234,6 +234,8 @@ def _close(conns: list[http.client.HTTPConnection]) -> None:
 
 def _transport_error(error: Exception, connected: bool) -> type[httpx.TransportError]:
     """The httpx error the OpenAI SDK and the retry policy expect for a standard-library failure."""
+    if isinstance(error, ssl.SSLError):  # the TLS handshake failed (a bad certificate, a plain-HTTP server)
+        return httpx.ConnectError
     if isinstance(error, TimeoutError):
         return httpx.ReadTimeout if connected else httpx.ConnectTimeout
     if isinstance(error, http.client.HTTPException):
