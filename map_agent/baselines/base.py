@@ -19,7 +19,6 @@ so the plan is parsed, not scraped from free text as the original's evaluation s
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from functools import cache
 from pathlib import Path
@@ -30,7 +29,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from pydantic import BaseModel, ConfigDict, Field
 
 from map_agent import files
-from map_agent.modules.base import CallRecord, LLMModule, ModuleCall, ModuleResult, apply_hints
+from map_agent.modules.base import CallRecord, LLMModule, ModuleCall, ModuleResult, apply_hints, schema_line
 from map_agent.task import Problem, Task, canonical, transfer_form
 
 S = TypeVar("S", bound=BaseModel)
@@ -289,11 +288,6 @@ def read_prompt(task: Task, problem: Problem, name: str, **values: Any) -> str:
         raise FileNotFoundError(f"{task.name}: no baseline prompt {path}")
     text = read_text(path).strip()
     return files.fill(path, text, **values) if values else text
-
-
-@cache
-def schema_line(reply: type[BaseModel]) -> str:
-    return f"Reply with only a JSON object that follows this JSON schema:\n{json.dumps(reply.model_json_schema())}"
 
 
 def system_message(task: Task, problem: Problem, instructions: str, reply: type[BaseModel]) -> SystemMessage:

@@ -239,6 +239,12 @@ def _output_schema(model: type[BaseModel]) -> dict[str, Any]:
     return model.model_json_schema()
 
 
+@cache
+def schema_line(model: type[BaseModel]) -> str:
+    """The instruction that closes every system prompt, a module's or a baseline's: reply with ``model``'s JSON."""
+    return f"Reply with only a JSON object that follows this JSON schema:\n{json.dumps(_output_schema(model))}"
+
+
 class PromptExample(BaseModel):
     """One entry of ``<stem>.examples.json``: the module's input and its answer as JSON objects (typed with the
     task's models when rendered), and, for an example from another instance, the context shown before it."""
@@ -323,11 +329,10 @@ class LLMModule(Module):
         role_file = self.prompt_file(".md")
         if not role_file.exists():
             raise FileNotFoundError(f"{self.task.name}: no prompt for the {self.name} at {role_file}")
-        schema = json.dumps(_output_schema(self.output_model))
         system = apply_hints("\n\n".join([
             self.task.describe(transfer_form(self.problem, self.examples_form)),
             _read(role_file).strip(),
-            f"Reply with only a JSON object that follows this JSON schema:\n{schema}",
+            schema_line(self.output_model),
         ]), self.hints)
         messages: list[BaseMessage] = [SystemMessage(system)]
         example_file = self.prompt_file(".examples.json")
