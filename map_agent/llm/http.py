@@ -143,7 +143,7 @@ class BoundedTransport(httpx.BaseTransport):
         except (OSError, http.client.HTTPException) as e:
             _close(used)
             if expired.is_set() or time.monotonic() - started >= self.deadline:
-                raise httpx.ReadTimeout(f"no complete reply within {self.deadline:g} s", request=request) from e
+                raise self._late(request) from e
             raise _transport_error(e, connected=used[-1].sock is not None)(str(e) or type(e).__name__,
                                                                           request=request) from e
         except BaseException:
@@ -154,13 +154,17 @@ class BoundedTransport(httpx.BaseTransport):
         status, version, headers, body, reusable = reply
         if expired.is_set():
             conn.close()
-            raise httpx.ReadTimeout(f"no complete reply within {self.deadline:g} s", request=request)
+            raise self._late(request)
         if reusable:
             self._checkin(origin, conn)
         else:
             conn.close()
         return httpx.Response(status, headers=headers, content=body, request=request,
                               extensions={"http_version": version})
+
+    def _late(self, request: httpx.Request) -> httpx.ReadTimeout:
+        """The error of a request the deadline cut, whatever the socket raised when it was shut."""
+        return httpx.ReadTimeout(f"no complete reply within {self.deadline:g} s", request=request)
 
     def _new(self, origin: tuple[str, str, int]) -> http.client.HTTPConnection:
         scheme, host, port = origin
